@@ -7,7 +7,7 @@ __all__ = ['NO_DECAY_NAMES', 'METRIC_FIELDS', 'param_groups', 'make_optimizer', 
            'list_checkpoints', 'load_checkpoint', 'MaskSpec', 'train_step', 'read_metrics', 'smooth', 'plot_loss',
            'plot_reconstruction', 'picture_clip', 'main']
 
-# %% ../nbs/07_training.ipynb #64ce2c08
+# %% ../nbs/07_training.ipynb #668773fd
 # Run as a file (`accelerate launch videomae_nb/train.py`): make the package importable and the imports relative.
 if __name__ == '__main__' and not __package__ and '__file__' in globals():
     import sys, pathlib
@@ -15,7 +15,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/07_training.ipynb #2e8fe461
+# %% ../nbs/07_training.ipynb #bad9633f
 import csv, json, math, os, shutil, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict
@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 from fastcore.script import call_parse
-from .data import pretrain_loader, video_paths, PretrainDataset, collate, denormalize
+from .data import pretrain_loader, video_paths, PretrainDataset, collate, denormalize, as_model_input
 from .patching import token_grid
 from .masking import tube_mask, random_mask, running_cell_mask, mask_to_pixels
 from .encoder import get_config, PRESETS, count_params
 from .videomae import VideoMAE, pixel_targets, reconstruction_loss, query_positions, prediction_video
 
-# %% ../nbs/07_training.ipynb #2557c98f
+# %% ../nbs/07_training.ipynb #a4028358
 NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
 
 def param_groups(model:nn.Module, weight_decay:float=0.05, no_decay_names=NO_DECAY_NAMES) -> list[dict]:
@@ -47,7 +47,7 @@ def make_optimizer(model:nn.Module, lr:float, weight_decay:float=0.05, betas=(0.
     "AdamW over `param_groups`, betas (0.9, 0.95) as the papers; `fused` where the device supports it."
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=fused)
 
-# %% ../nbs/07_training.ipynb #f0dc107f
+# %% ../nbs/07_training.ipynb #f30a7ebd
 def lr_at(step:int, total:int, warmup:int, peak:float, min_lr:float=0.) -> float:
     "Learning rate at optimizer step `step` (0-based): linear warmup from 0, then half-cosine to `min_lr`."
     if step < warmup: return peak * step / warmup
@@ -58,7 +58,7 @@ def scaled_lr(base_lr:float, effective_batch:int) -> float:
     "The linear scaling rule: `base_lr × effective_batch / 256`."
     return base_lr * effective_batch / 256
 
-# %% ../nbs/07_training.ipynb #4a29ab3e
+# %% ../nbs/07_training.ipynb #c152039f
 def save_checkpoint(run_dir, step:int, model_state:dict, train_state:dict, keep:int=2) -> Path:
     "Atomically write `run_dir/checkpoints/checkpoint-{step}`; keep the newest `keep`."
     from safetensors.torch import save_file
@@ -79,7 +79,7 @@ def list_checkpoints(run_dir) -> list[Path]:
     if not ckdir.is_dir(): return []
     return sorted(p for p in ckdir.glob('checkpoint-*') if (p/'model.safetensors').exists() and (p/'state.pt').exists())
 
-# %% ../nbs/07_training.ipynb #eddce961
+# %% ../nbs/07_training.ipynb #00ef2c81
 def load_checkpoint(path) -> tuple[dict, dict]:
     "`(model_state, train_state)` of a checkpoint folder; safetensors weights, state loaded with `weights_only=True`."
     from safetensors.torch import load_file
@@ -88,7 +88,7 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise FileNotFoundError(f"{str(path)!r} is not a checkpoint folder (needs model.safetensors and state.pt)")
     return load_file(str(path/'model.safetensors')), torch.load(path/'state.pt', map_location='cpu', weights_only=True)
 
-# %% ../nbs/07_training.ipynb #f28a85b4
+# %% ../nbs/07_training.ipynb #3c5354f9
 @dataclass
 class MaskSpec:
     "How a run masks: the encoder mask type and ratio, and the decoder (running-cell) ratio; 0 = no decoder mask."
@@ -103,14 +103,14 @@ class MaskSpec:
         dmask = running_cell_mask(batch, grid, self.decoder_ratio, generator) if self.decoder_ratio else None
         return mask, dmask
 
-# %% ../nbs/07_training.ipynb #f540f4dd
+# %% ../nbs/07_training.ipynb #ee305a45
 def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator:torch.Generator, cfg,
                normalize_target:bool=True, clip_grad:float|None=None) -> dict:
     "One optimizer step over the micro-`batches` (an iterable of video tensors); returns loss and grad norm."
     batches = list(batches)
     total = torch.zeros((), device=accelerator.device)
     for i, video in enumerate(batches):
-        video = video.to(accelerator.device, non_blocking=True)
+        video = as_model_input(video.to(accelerator.device, non_blocking=True))     # uint8 from the loader → normalized float
         grid = token_grid(*video.shape[-3:], cfg.tubelet_size, cfg.patch_size)
         mask, dmask = masks(video.shape[0], grid, generator)
         mask = mask.to(accelerator.device); dmask = dmask.to(accelerator.device) if dmask is not None else None
@@ -125,7 +125,7 @@ def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator
     optimizer.step(); optimizer.zero_grad(set_to_none=True)
     return dict(loss=total, grad_norm=grad_norm)
 
-# %% ../nbs/07_training.ipynb #f1509e76
+# %% ../nbs/07_training.ipynb #0da4f96d
 METRIC_FIELDS = ('step', 'epoch', 'loss', 'lr', 'grad_norm', 'clips_per_s', 'seconds')
 
 def read_metrics(run_dir) -> list[dict]:
@@ -141,7 +141,7 @@ def smooth(xs:list[float], alpha:float=0.1) -> list[float]:
     for i, x in enumerate(xs, 1): m = (1 - alpha) * m + alpha * x; out.append(m / (1 - (1 - alpha) ** i))
     return out
 
-# %% ../nbs/07_training.ipynb #8669da25
+# %% ../nbs/07_training.ipynb #4cf45e87
 def plot_loss(run_dir, path=None):
     "Draw the loss (raw and smoothed) and the learning rate of a run; saves `loss.png` in the run folder."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -156,7 +156,7 @@ def plot_loss(run_dir, path=None):
     fig.tight_layout()
     fig.savefig(path or Path(run_dir)/'loss.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/07_training.ipynb #d062fa3d
+# %% ../nbs/07_training.ipynb #3aac12ff
 @torch.no_grad()
 def plot_reconstruction(model:VideoMAE, video:torch.Tensor, masks:MaskSpec, path, seed:int=0, title:str=''):
     "Save a picture of `video` `(1, 3, T, H, W)`: frames, masked input, prediction (honest, see `prediction_video`)."
@@ -166,10 +166,10 @@ def plot_reconstruction(model:VideoMAE, video:torch.Tensor, masks:MaskSpec, path
     model.eval()
     video = video[:1].float()
     grid = token_grid(*video.shape[-3:], cfg.tubelet_size, cfg.patch_size)
-    mask, dmask = masks(1, grid, torch.Generator().manual_seed(seed))
+    mask, _ = masks(1, grid, torch.Generator().manual_seed(seed))     # no decoder mask: show every hidden tube
     dev = next(model.parameters()).device
-    pred = model(video.to(dev), mask.to(dev), dmask.to(dev) if dmask is not None else None).cpu()
-    query = query_positions(mask, dmask)
+    pred = model(video.to(dev), mask.to(dev)).cpu()
+    query = mask
     shown = prediction_video(pred, video, query, cfg, normalized=model.normalize_target)[0]
     frames = denormalize(video[0]).clamp(0, 1)
     hidden = mask_to_pixels(mask, grid, cfg.tubelet_size, cfg.patch_size)[0, 0]
@@ -186,7 +186,7 @@ def plot_reconstruction(model:VideoMAE, video:torch.Tensor, masks:MaskSpec, path
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     model.train(was_training)
 
-# %% ../nbs/07_training.ipynb #d0a9ad02
+# %% ../nbs/07_training.ipynb #8596ec70
 def _default_data() -> str:
     "`data_samples/` beside the working directory, or beside the package (a source checkout)."
     for cand in (Path('data_samples'), Path(__file__).resolve().parents[1]/'data_samples' if '__file__' in globals() else None):
@@ -208,7 +208,7 @@ def _check_settings(s:dict, cfg):
     if s['mixed_precision'] not in ('no', 'fp16', 'bf16'): raise ValueError(f"--mixed_precision must be no, fp16 or bf16, got {s['mixed_precision']!r}")
     if not Path(s['data']).exists(): raise FileNotFoundError(f"--data {s['data']!r} does not exist")
 
-# %% ../nbs/07_training.ipynb #d3868a20
+# %% ../nbs/07_training.ipynb #4f14cee8
 def _resolve_run(s:dict) -> tuple[Path, Path|None]:
     "The run folder and the checkpoint to resume from (None for a new run)."
     resume = s['resume']
@@ -225,7 +225,7 @@ def _resolve_run(s:dict) -> tuple[Path, Path|None]:
         raise FileExistsError(f"{str(out)!r} already holds a run; pass --resume auto to continue it, or another --out")
     return out, None
 
-# %% ../nbs/07_training.ipynb #18def31c
+# %% ../nbs/07_training.ipynb #9a6f68b2
 def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> torch.Tensor|None:
     "A deterministic `(1, 3, T, S, S)` clip for pictures: centre crop of the most textured of the first videos."
     from videomae_nb.data import open_video, clip_transform, VideoReadError
@@ -242,7 +242,7 @@ def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> t
         if score > best_score: best, best_score = clip, score
     return best
 
-# %% ../nbs/07_training.ipynb #cb90d00c
+# %% ../nbs/07_training.ipynb #1a2832c2
 def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     from accelerate import Accelerator
     acc = Accelerator(cpu=s['cpu'], mixed_precision=s['mixed_precision'])
@@ -287,7 +287,7 @@ def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     if acc.is_main_process: _start_run_dir(run_dir, s, cfg, start, total, eff_batch, peak)
     return _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch)
 
-# %% ../nbs/07_training.ipynb #2b288e0b
+# %% ../nbs/07_training.ipynb #6818cd5a
 def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:int, peak:float):
     "Write `config.json`; on resume, drop metric rows at or after the resumed step."
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +299,7 @@ def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:in
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS); w.writeheader()
         for r in rows: w.writerow({k: (int(r[k]) if k == 'step' else r[k]) for k in METRIC_FIELDS})
 
-# %% ../nbs/07_training.ipynb #6a975852
+# %% ../nbs/07_training.ipynb #e26d0607
 def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch):
     from tqdm.auto import tqdm
     it = iter(loader)
@@ -343,7 +343,7 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
     return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip)
 
-# %% ../nbs/07_training.ipynb #f80e3f17
+# %% ../nbs/07_training.ipynb #7d621668
 def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip):
     "Checkpoint and pictures, written once (main process); every process's mask generator state is kept."
     states = acc.gather(gen.get_state().to(acc.device)[None]).cpu() if acc.num_processes > 1 else gen.get_state()[None]
@@ -361,7 +361,7 @@ def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip):
                                       + ("predicted normalized patches shown as 0.5+z/4 (no hidden-patch statistics used)" if s['target'] == 'norm' else "predicted pixels"))
     acc.wait_for_everyone()
 
-# %% ../nbs/07_training.ipynb #d603f499
+# %% ../nbs/07_training.ipynb #a7108940
 @call_parse
 def main(preset:str='tiny',              # model size: tiny, small, base, large, huge, giant
          data:str=None,                  # list file (`path label` lines) or folder of videos; default data_samples/
