@@ -86,3 +86,12 @@ def test_accelerate_launch(tmp_path):
               '--batch_size', '2', '--num_workers', '0', '--quiet', '--out', str(tmp_path/'a')])
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(read_metrics(tmp_path/'a')) == 2
+
+def test_v2_dual_masking_and_repeated_sampling(tmp_path, capsys):
+    res = main(**{**FAST, 'out': str(tmp_path/'v2'), 'steps': 3, 'decoder_mask_ratio': 0.5, 'num_sample': 2})
+    out = capsys.readouterr().out
+    assert 'effective batch: 2 videos' in out and '4 clips with num_sample 2' in out and 'lr scaled by videos' in out
+    assert 'running-cell decoder 0.5' in out
+    cfg = json.loads((Path(res['run_dir'])/'config.json').read_text())
+    assert cfg['settings']['decoder_mask_ratio'] == 0.5 and cfg['settings']['num_sample'] == 2
+    assert all(torch.isfinite(torch.tensor(r['loss'])) for r in read_metrics(res['run_dir']))
