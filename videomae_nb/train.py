@@ -7,7 +7,7 @@ __all__ = ['NO_DECAY_NAMES', 'METRIC_FIELDS', 'param_groups', 'make_optimizer', 
            'list_checkpoints', 'load_checkpoint', 'MaskSpec', 'train_step', 'read_metrics', 'smooth', 'plot_loss',
            'plot_reconstruction', 'picture_clip', 'main']
 
-# %% ../nbs/07_training.ipynb #668773fd
+# %% ../nbs/07_training.ipynb #b06a96be
 # Run as a file (`accelerate launch videomae_nb/train.py`): make the package importable and the imports relative.
 if __name__ == '__main__' and not __package__ and '__file__' in globals():
     import sys, pathlib
@@ -15,7 +15,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/07_training.ipynb #bad9633f
+# %% ../nbs/07_training.ipynb #1608c786
 import csv, json, math, os, shutil, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict
@@ -30,7 +30,7 @@ from .masking import tube_mask, random_mask, running_cell_mask, mask_to_pixels
 from .encoder import get_config, PRESETS, count_params
 from .videomae import VideoMAE, pixel_targets, reconstruction_loss, query_positions, prediction_video
 
-# %% ../nbs/07_training.ipynb #a4028358
+# %% ../nbs/07_training.ipynb #fbf6f277
 NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
 
 def param_groups(model:nn.Module, weight_decay:float=0.05, no_decay_names=NO_DECAY_NAMES) -> list[dict]:
@@ -47,7 +47,7 @@ def make_optimizer(model:nn.Module, lr:float, weight_decay:float=0.05, betas=(0.
     "AdamW over `param_groups`, betas (0.9, 0.95) as the papers; `fused` where the device supports it."
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=fused)
 
-# %% ../nbs/07_training.ipynb #f30a7ebd
+# %% ../nbs/07_training.ipynb #94046b15
 def lr_at(step:int, total:int, warmup:int, peak:float, min_lr:float=0.) -> float:
     "Learning rate at optimizer step `step` (0-based): linear warmup from 0, then half-cosine to `min_lr`."
     if step < warmup: return peak * step / warmup
@@ -58,7 +58,7 @@ def scaled_lr(base_lr:float, effective_batch:int) -> float:
     "The linear scaling rule: `base_lr × effective_batch / 256`."
     return base_lr * effective_batch / 256
 
-# %% ../nbs/07_training.ipynb #c152039f
+# %% ../nbs/07_training.ipynb #d25c9da4
 def save_checkpoint(run_dir, step:int, model_state:dict, train_state:dict, keep:int=2) -> Path:
     "Atomically write `run_dir/checkpoints/checkpoint-{step}`; keep the newest `keep`."
     from safetensors.torch import save_file
@@ -79,7 +79,7 @@ def list_checkpoints(run_dir) -> list[Path]:
     if not ckdir.is_dir(): return []
     return sorted(p for p in ckdir.glob('checkpoint-*') if (p/'model.safetensors').exists() and (p/'state.pt').exists())
 
-# %% ../nbs/07_training.ipynb #00ef2c81
+# %% ../nbs/07_training.ipynb #b2e86d0d
 def load_checkpoint(path) -> tuple[dict, dict]:
     "`(model_state, train_state)` of a checkpoint folder; safetensors weights, state loaded with `weights_only=True`."
     from safetensors.torch import load_file
@@ -88,7 +88,7 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise FileNotFoundError(f"{str(path)!r} is not a checkpoint folder (needs model.safetensors and state.pt)")
     return load_file(str(path/'model.safetensors')), torch.load(path/'state.pt', map_location='cpu', weights_only=True)
 
-# %% ../nbs/07_training.ipynb #3c5354f9
+# %% ../nbs/07_training.ipynb #33fddd19
 @dataclass
 class MaskSpec:
     "How a run masks: the encoder mask type and ratio, and the decoder (running-cell) ratio; 0 = no decoder mask."
@@ -103,7 +103,7 @@ class MaskSpec:
         dmask = running_cell_mask(batch, grid, self.decoder_ratio, generator) if self.decoder_ratio else None
         return mask, dmask
 
-# %% ../nbs/07_training.ipynb #ee305a45
+# %% ../nbs/07_training.ipynb #cd2d65b3
 def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator:torch.Generator, cfg,
                normalize_target:bool=True, clip_grad:float|None=None) -> dict:
     "One optimizer step over the micro-`batches` (an iterable of video tensors); returns loss and grad norm."
@@ -125,7 +125,7 @@ def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator
     optimizer.step(); optimizer.zero_grad(set_to_none=True)
     return dict(loss=total, grad_norm=grad_norm)
 
-# %% ../nbs/07_training.ipynb #0da4f96d
+# %% ../nbs/07_training.ipynb #e1c8ecbe
 METRIC_FIELDS = ('step', 'epoch', 'loss', 'lr', 'grad_norm', 'clips_per_s', 'seconds')
 
 def read_metrics(run_dir) -> list[dict]:
@@ -141,7 +141,7 @@ def smooth(xs:list[float], alpha:float=0.1) -> list[float]:
     for i, x in enumerate(xs, 1): m = (1 - alpha) * m + alpha * x; out.append(m / (1 - (1 - alpha) ** i))
     return out
 
-# %% ../nbs/07_training.ipynb #4cf45e87
+# %% ../nbs/07_training.ipynb #545c378f
 def plot_loss(run_dir, path=None):
     "Draw the loss (raw and smoothed) and the learning rate of a run; saves `loss.png` in the run folder."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -156,7 +156,7 @@ def plot_loss(run_dir, path=None):
     fig.tight_layout()
     fig.savefig(path or Path(run_dir)/'loss.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/07_training.ipynb #3aac12ff
+# %% ../nbs/07_training.ipynb #99af3b39
 @torch.no_grad()
 def plot_reconstruction(model:VideoMAE, video:torch.Tensor, masks:MaskSpec, path, seed:int=0, title:str=''):
     "Save a picture of `video` `(1, 3, T, H, W)`: frames, masked input, prediction (honest, see `prediction_video`)."
@@ -186,7 +186,7 @@ def plot_reconstruction(model:VideoMAE, video:torch.Tensor, masks:MaskSpec, path
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     model.train(was_training)
 
-# %% ../nbs/07_training.ipynb #8596ec70
+# %% ../nbs/07_training.ipynb #c31b68a9
 def _default_data() -> str:
     "`data_samples/` beside the working directory, or beside the package (a source checkout)."
     for cand in (Path('data_samples'), Path(__file__).resolve().parents[1]/'data_samples' if '__file__' in globals() else None):
@@ -208,7 +208,7 @@ def _check_settings(s:dict, cfg):
     if s['mixed_precision'] not in ('no', 'fp16', 'bf16'): raise ValueError(f"--mixed_precision must be no, fp16 or bf16, got {s['mixed_precision']!r}")
     if not Path(s['data']).exists(): raise FileNotFoundError(f"--data {s['data']!r} does not exist")
 
-# %% ../nbs/07_training.ipynb #4f14cee8
+# %% ../nbs/07_training.ipynb #38f0563f
 def _resolve_run(s:dict) -> tuple[Path, Path|None]:
     "The run folder and the checkpoint to resume from (None for a new run)."
     resume = s['resume']
@@ -225,7 +225,7 @@ def _resolve_run(s:dict) -> tuple[Path, Path|None]:
         raise FileExistsError(f"{str(out)!r} already holds a run; pass --resume auto to continue it, or another --out")
     return out, None
 
-# %% ../nbs/07_training.ipynb #9a6f68b2
+# %% ../nbs/07_training.ipynb #c44e65c0
 def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> torch.Tensor|None:
     "A deterministic `(1, 3, T, S, S)` clip for pictures: centre crop of the most textured of the first videos."
     from videomae_nb.data import open_video, clip_transform, VideoReadError
@@ -242,7 +242,7 @@ def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> t
         if score > best_score: best, best_score = clip, score
     return best
 
-# %% ../nbs/07_training.ipynb #1a2832c2
+# %% ../nbs/07_training.ipynb #31e0f5f3
 def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     from accelerate import Accelerator
     acc = Accelerator(cpu=s['cpu'], mixed_precision=s['mixed_precision'])
@@ -287,7 +287,7 @@ def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     if acc.is_main_process: _start_run_dir(run_dir, s, cfg, start, total, eff_batch, peak)
     return _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch)
 
-# %% ../nbs/07_training.ipynb #6818cd5a
+# %% ../nbs/07_training.ipynb #5e41c163
 def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:int, peak:float):
     "Write `config.json`; on resume, drop metric rows at or after the resumed step."
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +299,7 @@ def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:in
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS); w.writeheader()
         for r in rows: w.writerow({k: (int(r[k]) if k == 'step' else r[k]) for k in METRIC_FIELDS})
 
-# %% ../nbs/07_training.ipynb #e26d0607
+# %% ../nbs/07_training.ipynb #0c0e1d7e
 def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch):
     from tqdm.auto import tqdm
     it = iter(loader)
@@ -343,7 +343,7 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
     return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip)
 
-# %% ../nbs/07_training.ipynb #7d621668
+# %% ../nbs/07_training.ipynb #e4fbc65f
 def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip):
     "Checkpoint and pictures, written once (main process); every process's mask generator state is kept."
     states = acc.gather(gen.get_state().to(acc.device)[None]).cpu() if acc.num_processes > 1 else gen.get_state()[None]
@@ -361,7 +361,7 @@ def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip):
                                       + ("predicted normalized patches shown as 0.5+z/4 (no hidden-patch statistics used)" if s['target'] == 'norm' else "predicted pixels"))
     acc.wait_for_everyone()
 
-# %% ../nbs/07_training.ipynb #a7108940
+# %% ../nbs/07_training.ipynb #c3070578
 @call_parse
 def main(preset:str='tiny',              # model size: tiny, small, base, large, huge, giant
          data:str=None,                  # list file (`path label` lines) or folder of videos; default data_samples/
