@@ -1,13 +1,36 @@
 import os, sys
 from pathlib import Path
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT/'data_samples'
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: long-running tests (run with -m slow)')
+    config.addinivalue_line('markers', 'slow: long-running tests')
     config.addinivalue_line('markers', 'gpu: needs a CUDA device')
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+    if torch.cuda.is_available(): return
+    skip = pytest.mark.skip(reason='needs a CUDA device')
+    for item in items:
+        if 'gpu' in item.keywords: item.add_marker(skip)
+
+def write_video(path, frames:int=20, width:int=96, height:int=64, fps:int=10, codec:str='libx264', pix_fmt:str='yuv420p'):
+    "Write a small synthetic video (a bright bar moving right) with PyAV; returns the path."
+    import av
+    with av.open(str(path), 'w') as c:
+        s = c.add_stream(codec, rate=fps); s.width, s.height, s.pix_fmt = width, height, pix_fmt
+        for i in range(frames):
+            img = np.full((height, width, 3), 40, np.uint8)
+            x = (i * 4) % max(width - 8, 1); img[:, x:x + 8] = (250, 200, 50)
+            for p in s.encode(__import__('av').VideoFrame.from_ndarray(img, format='rgb24')): c.mux(p)
+        for p in s.encode(): c.mux(p)
+    return Path(path)
 
 @pytest.fixture
 def data_dir(): return DATA
+
+@pytest.fixture
+def make_video(): return write_video
