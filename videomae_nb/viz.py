@@ -241,13 +241,15 @@ def draw_reconstruction(rec:Reconstruction, path=None, max_frames:int=16, title:
     if path is not None: _save(fig, path)
     return fig
 
-# %% ../nbs/08_visualize.ipynb #fb60c8ab
+# %% ../nbs/08_visualize.ipynb #60782bb2
 def _font(size:int=11):
     from PIL import ImageFont
     try: return ImageFont.load_default(size=size)
     except TypeError: return ImageFont.load_default()       # Pillow < 10.1: the fixed bitmap font
 
 _SHORT = dict(original='original', masked='encoder input', prediction='prediction', pasted='pred. + visible', target='target (norm.)')
+_BANNER = {'normalized': 'normalized prediction, 0.5+z/4 (honest)', 'visible-stats': 'prediction x visible-patch stats (honest)',
+           'pixel': 'predicted pixels (honest)', 'oracle': 'ORACLE STATS (LEAKY): hidden patches use their TRUE mean/std'}
 
 def save_gif(rec:Reconstruction, path, panel:int=112, fps:float=4.) -> Path:
     "Write the rows of `rec` side by side as an animated GIF, one frame per video frame; returns the path."
@@ -255,7 +257,7 @@ def save_gif(rec:Reconstruction, path, panel:int=112, fps:float=4.) -> Path:
     keys, gap, head = list(rec.rows), 4, 30
     T = rec.rows['original'].shape[1]
     W = len(keys) * panel + (len(keys) - 1) * gap
-    font, banner = _font(11), ('ORACLE STATS (LEAKY): hidden patches use their TRUE mean/std' if rec.leaky else rec.mode)
+    font, banner = _font(11), _BANNER[rec.mode]
     images = []
     for t in range(T):
         im = Image.new('RGB', (W, head + panel), 'white')
