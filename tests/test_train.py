@@ -68,7 +68,7 @@ def test_nothing_readable_is_a_clear_error(tmp_path):
 
 def _run(args, **kw):
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    return subprocess.run(args, cwd=kw.get('cwd', ROOT), capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(args, cwd=kw.get("cwd", ROOT), capture_output=True, text=True, timeout=300, env=env)
 
 def test_script_entry_points(tmp_path):
     for cmd in ([sys.executable, 'videomae_nb/train.py', '--help'], [sys.executable, '-m', 'videomae_nb.train', '--help']):
@@ -95,3 +95,12 @@ def test_v2_dual_masking_and_repeated_sampling(tmp_path, capsys):
     cfg = json.loads((Path(res['run_dir'])/'config.json').read_text())
     assert cfg['settings']['decoder_mask_ratio'] == 0.5 and cfg['settings']['num_sample'] == 2
     assert all(torch.isfinite(torch.tensor(r['loss'])) for r in read_metrics(res['run_dir']))
+
+def test_console_script_exit_status(tmp_path):
+    "A console script exits with its function's return value: a successful run must exit 0 (not print a dict)."
+    exe = shutil.which('videomae-train')
+    if exe is None: pytest.skip('videomae-train not installed (pip install -e .)')
+    r = _run([exe, '--steps', '1', '--frames', '4', '--size', '32', '--batch_size', '2', '--num_workers', '0', '--quiet',
+              '--data', str(DATA), '--out', str(tmp_path/'c')], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-1000:]
+    assert "{'run_dir'" not in r.stdout + r.stderr

@@ -22,7 +22,7 @@ __all__ = ['DECODER_KEYS', 'FINETUNE_FROM_PRETRAIN', 'RELEASES', 'official_to_hf
            'CheckpointError', 'read_state_dict', 'strip_wrappers', 'sniff_format', 'canonical_state_dict',
            'resize_pos_table', 'v2_pos_table', 'guess_grid', 'LoadReport', 'load_weights', 'infer_config', 'model_kind',
            'model_from_state_dict', 'to_hf', 'load_hf_model', 'from_checkpoint', 'from_hf', 'Release', 'release',
-           'fetch', 'load_pretrained', 'save_ours', 'convert', 'main']
+           'fetch', 'load_pretrained', 'save_ours', 'convert', 'cli', 'main']
 
 # %% ../nbs/10_checkpoints.ipynb #d4ee7487
 _BLOCK_RENAMES = [('norm1.', 'layernorm_before.'), ('norm2.', 'layernorm_after.'), ('attn.proj.', 'attention.output.dense.'),
@@ -684,6 +684,11 @@ def convert(src, dst, to:str='hf', kind:str='auto', heads:int|None=None, num_fra
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     torch.save({'model': model.state_dict()}, dst)
     return Path(dst)
+
+# %% ../nbs/10_checkpoints.ipynb #05dacb28
+def cli():
+    "The `videomae-convert` console script: `main` on the command line's arguments (exit status 0 on success)."
+    main()
 
 # %% ../nbs/10_checkpoints.ipynb #d3d195ce
 @call_parse

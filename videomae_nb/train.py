@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['NO_DECAY_NAMES', 'METRIC_FIELDS', 'param_groups', 'make_optimizer', 'lr_at', 'scaled_lr', 'save_checkpoint',
            'list_checkpoints', 'load_checkpoint', 'MaskSpec', 'train_step', 'read_metrics', 'smooth', 'plot_loss',
-           'plot_reconstruction', 'picture_clip', 'main']
+           'plot_reconstruction', 'picture_clip', 'cli', 'main']
 
 # %% ../nbs/07_training.ipynb #b06a96be
 # Run as a file (`accelerate launch videomae_nb/train.py`): make the package importable and the imports relative.
@@ -360,6 +360,11 @@ def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip):
                                 title=f"{s['preset']} after {step} steps, {masks.kind} mask {masks.ratio}: "
                                       + ("predicted normalized patches shown as 0.5+z/4 (no hidden-patch statistics used)" if s['target'] == 'norm' else "predicted pixels"))
     acc.wait_for_everyone()
+
+# %% ../nbs/07_training.ipynb #de68cc2d
+def cli():
+    "The `videomae-train` console script."
+    main()
 
 # %% ../nbs/07_training.ipynb #c3070578
 @call_parse
