@@ -366,7 +366,15 @@ def test_convert_command(tmp_path, finetune_sd):
     assert sorted(back) == sorted(finetune_sd) and all(torch.equal(back[k], finetune_sd[k]) for k in back)
 
 def test_console_script_entry():
-    assert 'videomae-convert=videomae_nb.checkpoints:main' in (ROOT/'settings.ini').read_text()
+    # the console script calls `cli`, which returns nothing: `main` returns the output path, and a console script
+    # exits with its function's return value (a non-zero status for a successful run)
+    assert 'videomae-convert=videomae_nb.checkpoints:cli' in (ROOT/'settings.ini').read_text()
     env = {**os.environ, 'PYTHONPATH': str(ROOT)}
     r = subprocess.run([sys.executable, '-m', 'videomae_nb.checkpoints', '--help'], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and '--to' in r.stdout and 'pth' in r.stdout
+
+@pytest.mark.parametrize('name', ['notes.pth', 'notes.safetensors', 'notes.bin'])
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path, name):
+    from videomae_nb.checkpoints import read_state_dict, CheckpointError
+    (tmp_path/name).write_text('these are my notes, not weights\n' * 20)
+    with pytest.raises(CheckpointError, match=name): read_state_dict(tmp_path/name)

@@ -132,6 +132,8 @@ def _torch_load(path:Path):
         raise CheckpointError(f"{str(path)!r} holds Python objects besides tensors ({what[1] if what else 'unknown class'}) and is "
                               f"loaded with weights_only=True, so it is refused. If you trust the file, re-save only its weights: "
                               f"torch.save(torch.load(path, weights_only=False)['model'], 'weights.pth')") from e
+    except Exception as e:                           # a text file, a truncated download, another format
+        raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
 
 # %% ../nbs/10_checkpoints.ipynb #46e5d4e9
 _WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json',
@@ -141,7 +143,8 @@ def _read_file(path:Path):
     "The object stored in one weights file (a sharded `*.index.json` is merged)."
     if path.suffix == '.safetensors':
         from safetensors.torch import load_file
-        return load_file(str(path))
+        try: return load_file(str(path))
+        except Exception as e: raise CheckpointError(f"{str(path)!r} is not a readable safetensors file ({type(e).__name__}: {e})") from e
     if path.name.endswith('.index.json'):
         shards = sorted(set(json.loads(path.read_text())['weight_map'].values()))
         return {k: v for s in shards for k, v in _read_file(path.parent/s).items()}

@@ -5,8 +5,7 @@
 # %% auto #0
 __all__ = ['MODES', 'centre_indices', 'read_clip', 'shade', 'example_masks', 'draw_masks', 'check_mode', 'visible_stats',
            'prediction_pixels', 'Reconstruction', 'render', 'reconstruct', 'draw_reconstruction', 'save_gif',
-           'draw_metrics', 'find_checkpoint', 'read_state_dict', 'config_from_state_dict', 'load_model',
-           'make_pictures', 'cli', 'main']
+           'draw_metrics', 'find_checkpoint', 'pretrain_config', 'load_model', 'make_pictures', 'cli', 'main']
 
 # %% ../nbs/08_visualize.ipynb #af6fadcf
 # Run as a file (`python videomae_nb/viz.py`): make the package importable and the imports relative.
@@ -16,7 +15,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/08_visualize.ipynb #52183157
+# %% ../nbs/08_visualize.ipynb #238506a3
 import argparse, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from .masking import tube_mask, random_mask, running_cell_mask, mask_to_pixels
 from .encoder import ViTConfig, get_config, PRESETS
 from .videomae import VideoMAE
 from .train import read_metrics, smooth, list_checkpoints, load_checkpoint
-from .checkpoints import hf_to_official
+from .checkpoints import read_state_dict, canonical_state_dict, infer_config, load_weights, CheckpointError
 
 # %% ../nbs/08_visualize.ipynb #cda81348
 def centre_indices(num_video_frames:int, frames:int=16, stride:int=4) -> np.ndarray:
@@ -303,60 +302,17 @@ def find_checkpoint(path) -> Path:
     raise FileNotFoundError(f"{str(p)!r} is not a checkpoint: expected a run folder with checkpoints/, a checkpoint "
                             "folder (model.safetensors + state.pt), or a .pth/.bin/.safetensors file")
 
-# %% ../nbs/08_visualize.ipynb #76c942c9
-def _strip(k:str) -> str:
-    for pre in ('_orig_mod.', 'module.'):
-        while k.startswith(pre): k = k[len(pre):]
-    return k
-
-def read_state_dict(path) -> dict[str, torch.Tensor]:
-    "The tensors of a weights file, official key names: unwraps `model`/`module`, strips wrapper prefixes, maps HF names."
-    p = Path(path)
-    if p.suffix == '.safetensors':
-        from safetensors.torch import load_file
-        sd = load_file(str(p))
-    elif p.suffix in ('.pth', '.pt', '.bin', '.ckpt'):
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):   # official files keep their `args` beside the weights
-                sd = torch.load(p, map_location='cpu', weights_only=True)
-        except Exception as e: raise ValueError(f"cannot read weights from {str(p)!r} ({type(e).__name__}: {e})") from None
-    else: raise ValueError(f"{str(p)!r}: unknown weights format {p.suffix!r}; expected .pth, .pt, .bin or .safetensors")
-    for key in ('model', 'module', 'state_dict'):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict): sd = sd[key]; break
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{str(p)!r} holds no state dict of tensors (looked at the top level and under 'model', 'module')")
-    sd = {_strip(k): v for k, v in sd.items()}
-    if any(k.startswith('videomae.') for k in sd):
-        try: sd = hf_to_official({k: v for k, v in sd.items() if 'position_embeddings' not in k}, pretrain=True)
-        except KeyError as e: raise ValueError(f"{str(p)!r}: Hugging Face names that are not VideoMAE pretraining ones ({e})") from None
-    return sd
-
-# %% ../nbs/08_visualize.ipynb #04b89e93
-_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16}     # encoder width → heads of the paper sizes (and tiny)
-_DECODER_HEADS = {96: 3, 192: 3, 384: 6, 512: 8, 640: 8}             # decoder width → heads
-
-def _depth(sd:dict, prefix:str) -> int:
-    return 1 + max((int(k[len(prefix):].split('.')[0]) for k in sd if k.startswith(prefix)), default=-1)
-
-def config_from_state_dict(sd:dict, preset:str|None=None, source:str='the state dict') -> ViTConfig:
-    "The `ViTConfig` of a pretraining state dict: sizes from tensor shapes, heads from `preset` or the paper sizes."
-    need = ('encoder.patch_embed.proj.weight', 'encoder_to_decoder.weight', 'decoder.head.weight')
-    if missing := [k for k in need if k not in sd]:
-        hint = ' (a fine-tuned classifier? pictures need a pretraining checkpoint with its decoder)' if 'head.weight' in sd or 'encoder.patch_embed.proj.weight' in sd or 'patch_embed.proj.weight' in sd else ''
-        raise ValueError(f"{source} is not a VideoMAE pretraining state dict: no {', '.join(missing)}{hint}")
-    dim, chans, tubelet, patch, _ = sd['encoder.patch_embed.proj.weight'].shape
-    ddim = sd['encoder_to_decoder.weight'].shape[0]
+# %% ../nbs/08_visualize.ipynb #c0f69940
+def pretrain_config(sd:dict, preset:str|None=None, source:str='the state dict') -> ViTConfig:
+    "The `ViTConfig` of a pretraining state dict in canonical names (`canonical_state_dict`); heads from `preset` if given."
+    if 'decoder.head.weight' not in sd or 'patch_embed.proj.weight' not in sd:
+        hint = ' (a fine-tuned classifier or an encoder? pictures need a pretraining checkpoint with its decoder)' if 'patch_embed.proj.weight' in sd else ''
+        raise ValueError(f"{source} is not a VideoMAE pretraining state dict: no decoder.head.weight{hint}")
     base = get_config(preset) if preset else None
-    heads = base.heads if base else _HEADS.get(dim)
-    dheads = base.decoder_heads if base else _DECODER_HEADS.get(ddim)
-    if heads is None or dheads is None:
-        raise ValueError(f"{source}: cannot tell the attention heads of width {dim} (decoder {ddim}); pass --preset ({', '.join(PRESETS)})")
-    return ViTConfig(dim=dim, depth=_depth(sd, 'encoder.blocks.'), heads=heads,
-                     mlp_ratio=sd['encoder.blocks.0.mlp.fc1.weight'].shape[0] / dim, patch_size=patch, tubelet_size=tubelet,
-                     in_chans=chans, qkv_bias='encoder.blocks.0.attn.q_bias' in sd, decoder_dim=ddim,
-                     decoder_depth=_depth(sd, 'decoder.blocks.'), decoder_heads=dheads)
+    try: return infer_config(sd, base and base.heads, base and base.decoder_heads)
+    except CheckpointError as e: raise ValueError(f"{source}: {e} (pass --preset: {', '.join(PRESETS)})") from None
 
-# %% ../nbs/08_visualize.ipynb #ca76de94
+# %% ../nbs/08_visualize.ipynb #a3cf7388
 def load_model(path, preset:str|None=None, target:str|None=None) -> tuple[VideoMAE, dict]:
     "A `VideoMAE` in eval mode from a run folder, a checkpoint folder or a weights file, and what is known about its training."
     ck = find_checkpoint(path)
@@ -371,13 +327,11 @@ def load_model(path, preset:str|None=None, target:str|None=None) -> tuple[VideoM
         info = dict(checkpoint=str(ck), run_dir=str(ck.parent.parent), step=state.get('step'), target=trained,
                     **{k: settings.get(k) for k in ('frames', 'stride', 'size', 'preset')})
     else:
-        sd = read_state_dict(ck)
-        cfg = config_from_state_dict(sd, preset, repr(str(ck)))
+        sd, _ = read_state_dict(ck)
+        cfg = pretrain_config(canonical_state_dict(sd)[0], preset, repr(str(ck)))
         info = dict(checkpoint=str(ck), run_dir=None, step=None, target=target or 'norm', frames=None, stride=None, size=None, preset=preset)
     model = VideoMAE(cfg, normalize_target=info['target'] == 'norm')
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{str(ck)!r} does not fit a VideoMAE {cfg.dim}-wide pretraining model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    load_weights(model, sd, verbose=False)                 # strict: refuses, with a report, anything that does not fit
     return model.eval(), info
 
 # %% ../nbs/08_visualize.ipynb #84eade66
