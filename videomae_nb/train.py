@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['NO_DECAY_NAMES', 'METRIC_FIELDS', 'param_groups', 'make_optimizer', 'lr_at', 'scaled_lr', 'save_checkpoint',
-           'list_checkpoints', 'load_checkpoint', 'MaskSpec', 'train_step', 'read_metrics', 'smooth', 'plot_loss',
-           'plot_reconstruction', 'picture_clip', 'cli', 'main']
+           'list_checkpoints', 'load_checkpoint', 'MaskSpec', 'train_step', 'train_step_mvd', 'read_metrics', 'smooth',
+           'plot_loss', 'plot_reconstruction', 'picture_clip', 'cli', 'main']
 
 # %% ../nbs/07_training.ipynb #b06a96be
 # Run as a file (`accelerate launch videomae_nb/train.py`): make the package importable and the imports relative.
@@ -15,7 +15,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/07_training.ipynb #1608c786
+# %% ../nbs/07_training.ipynb #2a5c7a2f
 import csv, json, math, os, shutil, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict
@@ -29,6 +29,7 @@ from .patching import token_grid
 from .masking import tube_mask, random_mask, running_cell_mask, mask_to_pixels
 from .encoder import get_config, PRESETS, count_params
 from .videomae import VideoMAE, pixel_targets, reconstruction_loss, query_positions, prediction_video
+from .mvd import MVDStudent, mvd_config, make_teachers, teacher_targets, mvd_loss, plot_features, DEFAULT_TEACHERS, DISTILL_LOSSES
 
 # %% ../nbs/07_training.ipynb #fbf6f277
 NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token')
@@ -125,6 +126,29 @@ def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator
     optimizer.step(); optimizer.zero_grad(set_to_none=True)
     return dict(loss=total, grad_norm=grad_norm)
 
+# %% ../nbs/07_training.ipynb #43e5b0ff
+def train_step_mvd(accelerator, model, optimizer, batches, masks:MaskSpec, generator:torch.Generator, cfg, teachers,
+                   norm_feature:bool=False, loss_kind:str='smoothl1', img_weight:float=1., vid_weight:float=1.,
+                   clip_grad:float|None=None) -> dict:
+    "One MVD optimizer step over the micro-`batches`; `teachers` = (image, video); returns the losses and grad norm."
+    batches = list(batches)
+    total, parts = torch.zeros((), device=accelerator.device), torch.zeros(2, device=accelerator.device)
+    for i, video in enumerate(batches):
+        video = video.to(accelerator.device, non_blocking=True)
+        grid = token_grid(*video.shape[-3:], cfg.tubelet_size, cfg.patch_size)
+        mask = masks(video.shape[0], grid, generator)[0].to(accelerator.device)
+        sync = nullcontext() if i == len(batches) - 1 else accelerator.no_sync(model)
+        with sync:
+            with accelerator.autocast():
+                img_t, vid_t = teacher_targets(*teachers, video, norm_feature)        # no grad, training precision
+                pred_img, pred_vid = model(video, mask)
+            loss, l_img, l_vid = mvd_loss(pred_img, pred_vid, img_t, vid_t, mask, loss_kind, img_weight, vid_weight)
+            accelerator.backward(loss / len(batches))
+        total += loss.detach() / len(batches); parts += torch.stack([l_img, l_vid]).detach() / len(batches)
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), clip_grad) if clip_grad else None
+    optimizer.step(); optimizer.zero_grad(set_to_none=True)
+    return dict(loss=total, loss_img=parts[0], loss_vid=parts[1], grad_norm=grad_norm)
+
 # %% ../nbs/07_training.ipynb #e1c8ecbe
 METRIC_FIELDS = ('step', 'epoch', 'loss', 'lr', 'grad_norm', 'clips_per_s', 'seconds')
 
@@ -186,7 +210,7 @@ def plot_reconstruction(model:VideoMAE, video:torch.Tensor, masks:MaskSpec, path
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     model.train(was_training)
 
-# %% ../nbs/07_training.ipynb #c31b68a9
+# %% ../nbs/07_training.ipynb #1ee75686
 def _default_data() -> str:
     "`data_samples/` beside the working directory, or beside the package (a source checkout)."
     for cand in (Path('data_samples'), Path(__file__).resolve().parents[1]/'data_samples' if '__file__' in globals() else None):
@@ -207,6 +231,12 @@ def _check_settings(s:dict, cfg):
         if s[k] < 1: raise ValueError(f"--{k} must be >= 1, got {s[k]}")
     if s['mixed_precision'] not in ('no', 'fp16', 'bf16'): raise ValueError(f"--mixed_precision must be no, fp16 or bf16, got {s['mixed_precision']!r}")
     if not Path(s['data']).exists(): raise FileNotFoundError(f"--data {s['data']!r} does not exist")
+    if s['objective'] not in ('pixel', 'mvd'): raise ValueError(f"--objective must be pixel or mvd, got {s['objective']!r}")
+    if s['objective'] == 'mvd':
+        if s['decoder_mask_ratio']: raise ValueError("--decoder_mask_ratio (VideoMAE V2's decoder mask) does not apply to --objective mvd")
+        if s['distill_loss'] not in DISTILL_LOSSES: raise ValueError(f"--distill_loss must be one of {', '.join(DISTILL_LOSSES)}, got {s['distill_loss']!r}")
+        for k in ('image_teacher_ckpt', 'video_teacher_ckpt'):
+            if s[k] and not Path(s[k]).exists(): raise FileNotFoundError(f"--{k} {s[k]!r} does not exist")
 
 # %% ../nbs/07_training.ipynb #38f0563f
 def _resolve_run(s:dict) -> tuple[Path, Path|None]:
@@ -242,7 +272,7 @@ def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> t
         if score > best_score: best, best_score = clip, score
     return best
 
-# %% ../nbs/07_training.ipynb #31e0f5f3
+# %% ../nbs/07_training.ipynb #19801aa5
 def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     from accelerate import Accelerator
     acc = Accelerator(cpu=s['cpu'], mixed_precision=s['mixed_precision'])
@@ -257,7 +287,16 @@ def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     masks = MaskSpec(s['mask_ratio'], s['mask_type'], s['decoder_mask_ratio'])
 
     torch.manual_seed(s['seed'])
-    model = VideoMAE(cfg, normalize_target=s['target'] == 'norm')
+    teachers, notes = None, []
+    if s['objective'] == 'mvd':
+        it, vt, notes = make_teachers(cfg, s['frames'], s['size'], s['image_teacher'], s['image_teacher_ckpt'], s['video_teacher'],
+                                      s['video_teacher_ckpt'], DEFAULT_TEACHERS.get(s['preset'], s['preset']))
+        model = MVDStudent(cfg, it.embed_dim, vt.cfg.dim, s['frames'], s['size'])
+        teachers = (it.to(acc.device), vt.to(acc.device))                  # frozen; never prepared, optimized or saved
+        n_enc = sum(count_params(m) for m in (model.patch_embed, model.blocks, model.norm))
+    else:
+        model = VideoMAE(cfg, normalize_target=s['target'] == 'norm')
+        n_enc = count_params(model.encoder)
     opt = make_optimizer(model, peak, s['weight_decay'])
     gen = torch.Generator().manual_seed(s['seed'] * 1000 + rank)
     start = 0
@@ -271,21 +310,25 @@ def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     model, opt = acc.prepare(model, opt)
     if ckpt is not None and state.get('scaler') is not None and acc.scaler is not None: acc.scaler.load_state_dict(state['scaler'])
 
-    acc.print(f"videomae-nb: preset {s['preset']} ({count_params(acc.unwrap_model(model).encoder)/1e6:.1f}M encoder params), "
+    acc.print(f"videomae-nb: preset {s['preset']} ({n_enc/1e6:.1f}M encoder params), "
               f"{n_videos} videos, {s['frames']}x{s['size']}x{s['size']} clips, stride {s['stride']}, device {acc.device}, {world} process(es)")
     acc.print(f"effective batch: {eff_batch} videos = {s['batch_size']} per process x {world} processes x {s['accum']} accumulation"
               + (f" ({eff_batch * s['num_sample']} clips with num_sample {s['num_sample']}; lr scaled by videos, as VideoMAE V2)" if s['num_sample'] > 1 else ''))
     acc.print(f"lr = {s['blr']:g} x {eff_batch} / 256 = {peak:.3g} (min {floor:.3g}), warmup {warmup} of {total} steps; "
               f"masks: {masks.kind} {masks.ratio}" + (f" + running-cell decoder {masks.decoder_ratio}" if masks.decoder_ratio else '')
               + (f"; resuming from step {start} ({ckpt})" if ckpt is not None else ''))
-    acc.print("targets: " + ("per-patch normalized pixels (as the papers)" if s['target'] == 'norm' else
+    for line in notes: acc.print(line)
+    if teachers is not None:
+        acc.print(f"targets (MVD): features of the image teacher ({teachers[0].embed_dim}-d) and the video teacher ({teachers[1].cfg.dim}-d)"
+                  f"{', layer-normalized' if s['norm_feature'] else ''}; {s['distill_loss']} loss, weights {s['img_weight']:g} / {s['vid_weight']:g}")
+    else: acc.print("targets: " + ("per-patch normalized pixels (as the papers)" if s['target'] == 'norm' else
               "raw pixels" + (" (the tiny demo's default: a visible reconstruction in minutes; the papers use --target norm)" if s['preset'] == 'tiny' else '')))
 
     loader = pretrain_loader(s['data'], s['batch_size'], s['frames'], s['stride'], s['size'], s['num_sample'], s['seed'],
                              rank, world, start=start * s['batch_size'] * s['accum'], num_workers=s['num_workers'],
                              pin_memory=acc.device.type == 'cuda')
     if acc.is_main_process: _start_run_dir(run_dir, s, cfg, start, total, eff_batch, peak)
-    return _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch)
+    return _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch, teachers)
 
 # %% ../nbs/07_training.ipynb #5e41c163
 def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:int, peak:float):
@@ -299,8 +342,8 @@ def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:in
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS); w.writeheader()
         for r in rows: w.writerow({k: (int(r[k]) if k == 'step' else r[k]) for k in METRIC_FIELDS})
 
-# %% ../nbs/07_training.ipynb #0c0e1d7e
-def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch):
+# %% ../nbs/07_training.ipynb #bc42e5f1
+def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch, teachers=None):
     from tqdm.auto import tqdm
     it = iter(loader)
     skipped, last_loss, t0 = [], float('nan'), time.perf_counter()
@@ -316,7 +359,9 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
             ts = time.perf_counter()
             batches = [next(it) for _ in range(s['accum'])]
             for b in batches: skipped += b['skipped']
-            out = train_step(acc, model, opt, [b['video'] for b in batches], masks, gen, cfg, s['target'] == 'norm', s['clip_grad'])
+            if teachers is None: out = train_step(acc, model, opt, [b['video'] for b in batches], masks, gen, cfg, s['target'] == 'norm', s['clip_grad'])
+            else: out = train_step_mvd(acc, model, opt, [b['video'] for b in batches], masks, gen, cfg, teachers, s['norm_feature'],
+                                       s['distill_loss'], s['img_weight'], s['vid_weight'], s['clip_grad'])
             loss = acc.reduce(out['loss'], 'mean').item()
             if not math.isfinite(loss):
                 names = sorted({p for b in batches for p in b['path']})
@@ -334,7 +379,7 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
                 if mfile: mfile.flush()
             if (step + 1) % save_every == 0 or step + 1 == total:
                 if mfile: mfile.flush()
-                _save(acc, model, opt, gen, s, cfg, run_dir, step + 1, masks, demo_clip)
+                _save(acc, model, opt, gen, s, cfg, run_dir, step + 1, masks, demo_clip, teachers)
     finally:
         bar.close()
         if mfile: mfile.close()
@@ -343,8 +388,8 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
     return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip)
 
-# %% ../nbs/07_training.ipynb #e4fbc65f
-def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip):
+# %% ../nbs/07_training.ipynb #4d3a97e9
+def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teachers=None):
     "Checkpoint and pictures, written once (main process); every process's mask generator state is kept."
     states = acc.gather(gen.get_state().to(acc.device)[None]).cpu() if acc.num_processes > 1 else gen.get_state()[None]
     acc.wait_for_everyone()
@@ -355,7 +400,11 @@ def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip):
                      scaler=acc.scaler.state_dict() if acc.scaler is not None else None)
         save_checkpoint(run_dir, step, net.state_dict(), state, s['keep'])
         plot_loss(run_dir)
-        if demo_clip is not None:
+        if demo_clip is not None and teachers is not None:
+            grid = token_grid(*demo_clip.shape[-3:], cfg.tubelet_size, cfg.patch_size)
+            plot_features(net, *teachers, demo_clip, masks(1, grid, torch.Generator().manual_seed(s['seed']))[0], run_dir/'features.png',
+                          s['norm_feature'], f"{s['preset']} MVD student after {step} steps: teacher features and predictions at hidden tubes (PCA → RGB)")
+        elif demo_clip is not None:
             plot_reconstruction(net, demo_clip, masks, run_dir/'reconstruction.png', seed=s['seed'],
                                 title=f"{s['preset']} after {step} steps, {masks.kind} mask {masks.ratio}: "
                                       + ("predicted normalized patches shown as 0.5+z/4 (no hidden-patch statistics used)" if s['target'] == 'norm' else "predicted pixels"))
@@ -366,7 +415,7 @@ def cli():
     "The `videomae-train` console script."
     main()
 
-# %% ../nbs/07_training.ipynb #c3070578
+# %% ../nbs/07_training.ipynb #08472df9
 @call_parse
 def main(preset:str='tiny',              # model size: tiny, small, base, large, huge, giant
          data:str=None,                  # list file (`path label` lines) or folder of videos; default data_samples/
@@ -401,8 +450,17 @@ def main(preset:str='tiny',              # model size: tiny, small, base, large,
          keep:int=2,                     # checkpoints to keep
          log_every:int=10,               # steps between progress-bar updates
          quiet:bool=False,               # no progress bar
+         objective:str='pixel',          # pixel (VideoMAE) or mvd (masked video distillation from two teachers)
+         image_teacher:str=None,         # MVD image teacher: tiny/small/base/large/huge or a timm ViT name; default: from the checkpoint, else MVD's pairing
+         image_teacher_ckpt:str=None,    # MVD image teacher weights (MAE .pth, official or ours); none = random init (warns)
+         video_teacher:str=None,         # MVD video teacher preset; default: from the checkpoint, else MVD's pairing
+         video_teacher_ckpt:str=None,    # MVD video teacher weights: our run or checkpoint folder, or an official VideoMAE .pth; none = random init (warns)
+         distill_loss:str='smoothl1',    # MVD loss: smoothl1, l1 or l2
+         img_weight:float=1.,            # MVD weight of the image-teacher loss
+         vid_weight:float=1.,            # MVD weight of the video-teacher loss
+         norm_feature:bool=False,        # MVD: LayerNorm the teacher features (off in MVD's scripts)
         ) -> dict:
-    "Pretrain a VideoMAE (V2 with --decoder_mask_ratio) on a list file or folder of videos."
+    "Pretrain a VideoMAE (V2 with --decoder_mask_ratio, MVD with --objective mvd) on a list file or folder of videos."
     s = {k: v for k, v in locals().items() if isinstance(v, (str, int, float, bool, type(None)))}   # the settings, plain values only
     s['data'] = s['data'] or _default_data()
     s['size'] = s['size'] or (128 if preset == 'tiny' else 224)
@@ -410,7 +468,7 @@ def main(preset:str='tiny',              # model size: tiny, small, base, large,
     s['target'] = s['target'] or ('pixel' if preset == 'tiny' else 'norm')
     overrides = dict(drop_path=drop_path, grad_checkpointing=grad_checkpointing)
     if decoder_depth is not None: overrides['decoder_depth'] = decoder_depth
-    cfg = get_config(preset, **overrides)
+    cfg = (mvd_config if objective == 'mvd' else get_config)(preset, **overrides)
     _check_settings(s, cfg)
     run_dir, ckpt = _resolve_run(s)
     return _train(s, cfg, run_dir, ckpt)
