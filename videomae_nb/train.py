@@ -126,7 +126,7 @@ def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator
     optimizer.step(); optimizer.zero_grad(set_to_none=True)
     return dict(loss=total, grad_norm=grad_norm)
 
-# %% ../nbs/07_training.ipynb #43e5b0ff
+# %% ../nbs/07_training.ipynb #0619243e
 def train_step_mvd(accelerator, model, optimizer, batches, masks:MaskSpec, generator:torch.Generator, cfg, teachers,
                    norm_feature:bool=False, loss_kind:str='smoothl1', img_weight:float=1., vid_weight:float=1.,
                    clip_grad:float|None=None) -> dict:
@@ -134,7 +134,7 @@ def train_step_mvd(accelerator, model, optimizer, batches, masks:MaskSpec, gener
     batches = list(batches)
     total, parts = torch.zeros((), device=accelerator.device), torch.zeros(2, device=accelerator.device)
     for i, video in enumerate(batches):
-        video = video.to(accelerator.device, non_blocking=True)
+        video = as_model_input(video.to(accelerator.device, non_blocking=True))     # uint8 from the loader → normalized float
         grid = token_grid(*video.shape[-3:], cfg.tubelet_size, cfg.patch_size)
         mask = masks(video.shape[0], grid, generator)[0].to(accelerator.device)
         sync = nullcontext() if i == len(batches) - 1 else accelerator.no_sync(model)
