@@ -80,14 +80,18 @@ def list_checkpoints(run_dir) -> list[Path]:
     if not ckdir.is_dir(): return []
     return sorted(p for p in ckdir.glob('checkpoint-*') if (p/'model.safetensors').exists() and (p/'state.pt').exists())
 
-# %% ../nbs/07_training.ipynb #b2e86d0d
+# %% ../nbs/07_training.ipynb #dd93637b
 def load_checkpoint(path) -> tuple[dict, dict]:
     "`(model_state, train_state)` of a checkpoint folder; safetensors weights, state loaded with `weights_only=True`."
     from safetensors.torch import load_file
     path = Path(path)
     if not (path/'model.safetensors').exists() or not (path/'state.pt').exists():
         raise FileNotFoundError(f"{str(path)!r} is not a checkpoint folder (needs model.safetensors and state.pt)")
-    return load_file(str(path/'model.safetensors')), torch.load(path/'state.pt', map_location='cpu', weights_only=True)
+    try: state = torch.load(path/'state.pt', map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{str(path/'state.pt')!r} cannot be loaded with weights_only=True (it holds Python objects or is "
+                         f"damaged), so it is refused: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    return load_file(str(path/'model.safetensors')), state
 
 # %% ../nbs/07_training.ipynb #33fddd19
 @dataclass
@@ -272,7 +276,7 @@ def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> t
         if score > best_score: best, best_score = clip, score
     return best
 
-# %% ../nbs/07_training.ipynb #19801aa5
+# %% ../nbs/07_training.ipynb #0661b9e4
 def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     from accelerate import Accelerator
     acc = Accelerator(cpu=s['cpu'], mixed_precision=s['mixed_precision'])
@@ -302,6 +306,10 @@ def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     start = 0
     if ckpt is not None:
         model_sd, state = load_checkpoint(ckpt)
+        saved = (state.get('config') or {}).get('model')
+        if saved is not None and saved != cfg.to_dict():
+            diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if saved.get(k) != v}
+            raise ValueError(f"--resume {str(ckpt)!r}: the checkpoint is of another architecture; (checkpoint, this run): {diff}")
         model.load_state_dict(model_sd)
         opt.load_state_dict(state['optimizer'])
         gen.set_state(state['mask_rng'][rank] if rank < len(state['mask_rng']) else state['mask_rng'][0])
@@ -342,7 +350,30 @@ def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:in
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS); w.writeheader()
         for r in rows: w.writerow({k: (int(r[k]) if k == 'step' else r[k]) for k in METRIC_FIELDS})
 
-# %% ../nbs/07_training.ipynb #bc42e5f1
+# %% ../nbs/07_training.ipynb #9c356c69
+def _catch_stop_signals():
+    "Record SIGTERM/SIGINT in a list instead of dying (main thread only); returns the list and the old handlers."
+    import signal, threading
+    stop, old = [], {}
+    if threading.current_thread() is not threading.main_thread(): return stop, old
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        old[sig] = signal.getsignal(sig)
+        signal.signal(sig, lambda num, frame: stop.append(signal.Signals(num).name))
+    return stop, old
+
+def _restore_signals(old:dict):
+    import signal
+    for sig, h in old.items(): signal.signal(sig, h)
+
+def _stop_requested(acc, stop:list) -> bool:
+    "Whether any process was asked to stop (the same answer on every process)."
+    if acc.num_processes == 1: return bool(stop)
+    flag = torch.tensor(float(bool(stop)), device=acc.device)
+    hit = acc.reduce(flag, 'sum').item() > 0          # the same answer on every process
+    if hit and not stop: stop.append('a signal to another process')
+    return hit
+
+# %% ../nbs/07_training.ipynb #caf4dfe7
 def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch, teachers=None):
     from tqdm.auto import tqdm
     it = iter(loader)
@@ -352,6 +383,7 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
     mfile = open(run_dir/'metrics.csv', 'a', newline='') if acc.is_main_process else None
     writer = csv.DictWriter(mfile, fieldnames=METRIC_FIELDS) if mfile else None
     demo_clip = picture_clip(video_paths(s['data']), s['frames'], s['stride'], s['size']) if acc.is_main_process else None
+    stop, old_handlers = _catch_stop_signals()
     try:
         for step in range(start, total):
             lr = lr_at(step, total, warmup, peak, floor)
@@ -377,12 +409,18 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
             if (step + 1) % s['log_every'] == 0 or step + 1 == total:
                 bar.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.2e}')
                 if mfile: mfile.flush()
-            if (step + 1) % save_every == 0 or step + 1 == total:
+            stopping = _stop_requested(acc, stop)
+            if (step + 1) % save_every == 0 or step + 1 == total or stopping:
                 if mfile: mfile.flush()
                 _save(acc, model, opt, gen, s, cfg, run_dir, step + 1, masks, demo_clip, teachers)
+            if stopping:
+                acc.print(f"\nstopped by {stop[0]} after step {step + 1}; checkpoint saved in {run_dir/'checkpoints'}; "
+                          f"continue with --out {run_dir} --resume auto")
+                raise SystemExit(128 + {'SIGINT': 2, 'SIGTERM': 15}.get(stop[0], 0))
     finally:
         bar.close()
         if mfile: mfile.close()
+        _restore_signals(old_handlers)
     n_skip = int(acc.reduce(torch.tensor(float(len(skipped)), device=acc.device), 'sum').item())
     if n_skip: acc.print(f"skipped {n_skip} unreadable video reads (replaced by other videos); first: {sorted(set(skipped))[:5]}")
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
