@@ -92,3 +92,15 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path):
     ck = list_checkpoints(tmp_path)[-1]
     torch.save({'step': 5, 'evil': Path('/etc/passwd')}, ck/'state.pt')          # a pickled Python object
     with pytest.raises(ValueError, match='weights_only=True'): load_checkpoint(ck)
+
+def test_non_finite_loss_stops_naming_step_and_videos(tmp_path, monkeypatch):
+    import videomae_nb.train as T
+    real, calls = T.reconstruction_loss, []
+    def flaky(*a, **k):
+        calls.append(1)
+        return real(*a, **k) * (float('nan') if len(calls) == 4 else 1.)
+    monkeypatch.setattr(T, 'reconstruction_loss', flaky)
+    with pytest.raises(FloatingPointError, match=r'loss is nan at step 3; batch videos: \[.*\.mp4'):
+        main(data=str(DATA), frames=4, size=32, batch_size=2, num_workers=0, quiet=True, steps=10, save_every=1,
+             out=str(tmp_path/'r'))
+    assert [p.name for p in list_checkpoints(tmp_path/'r')][-1] == 'checkpoint-0000003'   # the last good step's checkpoint
