@@ -169,8 +169,8 @@ def smooth(xs:list[float], alpha:float=0.1) -> list[float]:
     for i, x in enumerate(xs, 1): m = (1 - alpha) * m + alpha * x; out.append(m / (1 - (1 - alpha) ** i))
     return out
 
-# %% ../nbs/07_training.ipynb #545c378f
-def plot_loss(run_dir, path=None):
+# %% ../nbs/07_training.ipynb #4fccb612
+def plot_loss(run_dir, path=None, ylabel:str='loss'):
     "Draw the loss (raw and smoothed) and the learning rate of a run; saves `loss.png` in the run folder."
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
@@ -179,7 +179,7 @@ def plot_loss(run_dir, path=None):
     steps, loss, lr = [r['step'] for r in rows], [r['loss'] for r in rows], [r['lr'] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(steps, loss, alpha=.3, color='C0', label='loss'); ax.plot(steps, smooth(loss), color='C0', label='smoothed')
-    ax.set_xlabel('optimizer step'); ax.set_ylabel('reconstruction loss (MSE)'); ax.legend(loc='upper center')
+    ax.set_xlabel('optimizer step'); ax.set_ylabel(ylabel); ax.legend(loc='upper center')
     ax2 = ax.twinx(); ax2.plot(steps, lr, color='C1', lw=1); ax2.set_ylabel('learning rate', color='C1')
     fig.tight_layout()
     fig.savefig(path or Path(run_dir)/'loss.png', dpi=100); plt.close(fig)
@@ -426,7 +426,7 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
     return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip)
 
-# %% ../nbs/07_training.ipynb #4d3a97e9
+# %% ../nbs/07_training.ipynb #7d612923
 def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teachers=None):
     "Checkpoint and pictures, written once (main process); every process's mask generator state is kept."
     states = acc.gather(gen.get_state().to(acc.device)[None]).cpu() if acc.num_processes > 1 else gen.get_state()[None]
@@ -437,7 +437,7 @@ def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teacher
         state = dict(optimizer=opt.state_dict(), mask_rng=list(states), config=dict(settings=s, model=cfg.to_dict()),
                      scaler=acc.scaler.state_dict() if acc.scaler is not None else None)
         save_checkpoint(run_dir, step, net.state_dict(), state, s['keep'])
-        plot_loss(run_dir)
+        plot_loss(run_dir, ylabel='distillation loss (img + vid)' if teachers is not None else 'reconstruction loss (MSE)')
         if demo_clip is not None and teachers is not None:
             grid = token_grid(*demo_clip.shape[-3:], cfg.tubelet_size, cfg.patch_size)
             plot_features(net, *teachers, demo_clip, masks(1, grid, torch.Generator().manual_seed(s['seed']))[0], run_dir/'features.png',
