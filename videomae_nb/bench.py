@@ -31,7 +31,7 @@ def summarize(times:list[float]) -> str:
     "`median (min–max)` in seconds."
     return f"{statistics.median(times):.3f} s ({min(times):.3f}–{max(times):.3f})"
 
-# %% ../nbs/11_benchmarks.ipynb #8d20a6a8
+# %% ../nbs/11_benchmarks.ipynb #e164f0bd
 def pretrain_step_fn(preset:str='small', frames:int=16, size:int=224, batch:int=2, mask_ratio:float=0.9,
                      decoder_mask_ratio:float=0., precision:str='fp32', seed:int=0, model:VideoMAE|None=None):
     "A closure running one VideoMAE (V2 with a decoder mask) training step on fixed random clips."
@@ -43,6 +43,7 @@ def pretrain_step_fn(preset:str='small', frames:int=16, size:int=224, batch:int=
     g = torch.Generator().manual_seed(seed)
     dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[precision]
     dev = next(model.parameters()).device
+    @torch.enable_grad()                               # a training step, even if the caller disabled autograd
     def step():
         x = as_model_input(video.to(dev))
         mask = tube_mask(batch, grid, mask_ratio, g).to(dev)

@@ -108,7 +108,8 @@ class MaskSpec:
         dmask = running_cell_mask(batch, grid, self.decoder_ratio, generator) if self.decoder_ratio else None
         return mask, dmask
 
-# %% ../nbs/07_training.ipynb #cd2d65b3
+# %% ../nbs/07_training.ipynb #60e1df32
+@torch.enable_grad()                                 # a training step, even inside a no_grad block
 def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator:torch.Generator, cfg,
                normalize_target:bool=True, clip_grad:float|None=None) -> dict:
     "One optimizer step over the micro-`batches` (an iterable of video tensors); returns loss and grad norm."
@@ -130,7 +131,8 @@ def train_step(accelerator, model, optimizer, batches, masks:MaskSpec, generator
     optimizer.step(); optimizer.zero_grad(set_to_none=True)
     return dict(loss=total, grad_norm=grad_norm)
 
-# %% ../nbs/07_training.ipynb #0619243e
+# %% ../nbs/07_training.ipynb #504c6c18
+@torch.enable_grad()                                 # a training step, even inside a no_grad block
 def train_step_mvd(accelerator, model, optimizer, batches, masks:MaskSpec, generator:torch.Generator, cfg, teachers,
                    norm_feature:bool=False, loss_kind:str='smoothl1', img_weight:float=1., vid_weight:float=1.,
                    clip_grad:float|None=None) -> dict:
@@ -373,11 +375,11 @@ def _stop_requested(acc, stop:list) -> bool:
     if hit and not stop: stop.append('a signal to another process')
     return hit
 
-# %% ../nbs/07_training.ipynb #caf4dfe7
+# %% ../nbs/07_training.ipynb #a96433b6
 def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch, teachers=None):
     from tqdm.auto import tqdm
     it = iter(loader)
-    skipped, last_loss, t0 = [], float('nan'), time.perf_counter()
+    skipped, last_loss, t0, fp16_skipped = [], float('nan'), time.perf_counter(), 0
     save_every = s['save_every'] or 1000
     bar = tqdm(total=total, initial=start, disable=s['quiet'] or not acc.is_main_process, unit='step', dynamic_ncols=True)
     mfile = open(run_dir/'metrics.csv', 'a', newline='') if acc.is_main_process else None
@@ -395,6 +397,7 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
             else: out = train_step_mvd(acc, model, opt, [b['video'] for b in batches], masks, gen, cfg, teachers, s['norm_feature'],
                                        s['distill_loss'], s['img_weight'], s['vid_weight'], s['clip_grad'])
             loss = acc.reduce(out['loss'], 'mean').item()
+            if getattr(opt, 'step_was_skipped', False): fp16_skipped += 1   # fp16 loss scaler: inf/nan gradients, step skipped
             if not math.isfinite(loss):
                 names = sorted({p for b in batches for p in b['path']})
                 raise FloatingPointError(f"loss is {loss} at step {step}; batch videos: {names[:8]}; the last checkpoint is untouched")
@@ -423,8 +426,10 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
         _restore_signals(old_handlers)
     n_skip = int(acc.reduce(torch.tensor(float(len(skipped)), device=acc.device), 'sum').item())
     if n_skip: acc.print(f"skipped {n_skip} unreadable video reads (replaced by other videos); first: {sorted(set(skipped))[:5]}")
+    if fp16_skipped: acc.print(f"fp16: the loss scaler skipped {fp16_skipped} optimizer steps (inf/nan gradients while it "
+                               "calibrates); they are not divergence, and the schedule went on")
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
-    return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip)
+    return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip, fp16_skipped=fp16_skipped)
 
 # %% ../nbs/07_training.ipynb #7d612923
 def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teachers=None):
