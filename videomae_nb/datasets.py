@@ -44,9 +44,9 @@ def write_video(path, frames:np.ndarray, fps:float=8, crf:int=18) -> Path:
         for p in s.encode(): c.mux(p)
     return path
 
-# %% ../nbs/09a_datasets.ipynb #87623173
+# %% ../nbs/09a_datasets.ipynb #ef68890f
 def motion_clip(label:int, frames:int=16, size=64, rng:np.random.Generator|None=None) -> np.ndarray:
-    "One clip `(T, H, W, 3)` uint8: a square moving in direction `MOTION_CLASSES[label]`, wrapping around the edges."
+    "One clip `(T, H, W, 3)` uint8: a square moving in direction `MOTION_CLASSES[label]` across a noisy background."
     rng = rng or np.random.default_rng()
     H, W = (size, size) if isinstance(size, int) else size
     bg = rng.integers(20, 70, 3)
@@ -56,8 +56,13 @@ def motion_clip(label:int, frames:int=16, size=64, rng:np.random.Generator|None=
         h, w, y, x = rng.integers(4, H // 4), rng.integers(4, W // 4), rng.integers(0, H), rng.integers(0, W)
         video[:, y:y+h, x:x+w] = rng.integers(60, 140, 3)
     side = int(rng.integers(max(4, min(H, W) // 6), max(5, min(H, W) // 4)))
-    speed, (dy, dx) = rng.uniform(1.5, 3.0), _DIRECTIONS[MOTION_CLASSES[label]]
-    y0, x0, color = rng.uniform(0, H), rng.uniform(0, W), rng.integers(180, 256, 3)
+    (dy, dx), color = _DIRECTIONS[MOTION_CLASSES[label]], rng.integers(180, 256, 3)
+    along = H if dy else W
+    speed = min(rng.uniform(1.5, 3.0) * along / 64, max(along - side, 0) / max(frames - 1, 1))   # stays in the frame if it can
+    travel = speed * (frames - 1)
+    lo = rng.uniform(0, max(along - side - travel, 0) + 1)                                       # start along the motion
+    start = lo if dy + dx > 0 else lo + travel                                                  # moving up/left starts far
+    y0, x0 = (start, rng.uniform(0, W - side)) if dy else (rng.uniform(0, H - side), start)
     for t in range(frames):
         ys = (int(y0 + dy * speed * t) + np.arange(side)) % H
         xs = (int(x0 + dx * speed * t) + np.arange(side)) % W
