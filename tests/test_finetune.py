@@ -235,9 +235,12 @@ def test_starts_from_a_pretraining_run(tmp_path, lists, capsys):
     model = json.loads((tmp_path/'ft'/'config.json').read_text())['model']
     assert (model['dim'], model['depth'], model['drop_path']) == (192, 6, 0.1)      # shapes from the checkpoint, drop path of the run
 
-def test_class_folder_data_path(tmp_path, lists):
-    res = main(data_path=str(lists.parent/'videos'), out=str(tmp_path/'r'), steps=1, no_test=True, **{k: v for k, v in FAST.items() if k != 'epochs'})
+def test_class_folder_data_path_and_ssv2_kind(tmp_path, lists):
+    kw = {k: v for k, v in FAST.items() if k not in ('epochs', 'no_flip', 'test_num_segment')}
+    res = main(data_path=str(lists.parent/'videos'), dataset_kind='ssv2', out=str(tmp_path/'r'), steps=1, **kw)
     assert (Path(res['run_dir'])/'lists'/'classes.txt').read_text().split() == ['down', 'left', 'right', 'up']
+    s = json.loads((tmp_path/'r'/'config.json').read_text())['settings']
+    assert (s['sampling'], s['flip'], s['test_num_segment']) == ('tsn', False, 2) and res['test']['views'] == 2 * FAST['test_num_crop']
 
 @pytest.mark.parametrize('bad, msg', [(dict(frames=5), '--frames 5'), (dict(size=40), '--size 40'), (dict(dataset_kind='k700'), 'k700'),
                                       (dict(layer_decay=1.5), 'layer_decay'), (dict(randaug='rand-m9'), 'inc1'),
