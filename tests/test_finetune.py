@@ -283,3 +283,23 @@ def test_finetuning_learns_motion_direction_on_the_cpu(tmp_path):
     print(f"validation top-1 {[round(r['acc1'], 1) for r in val]} at steps {[int(r['step']) + 1 for r in val]}, {seconds:.0f}s in all")
     assert res['val']['videos'] == 200 and res['val']['acc1'] >= 90, val
     assert seconds < 300
+
+@pytest.mark.slow
+def test_two_processes_train_test_and_resume_exactly(tmp_path, lists):
+    "torchrun with 2 CPU processes: one run folder, every test video once, and a resume from step 3 equal to the full run."
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    args = ['videomae_nb/finetune.py', '--cpu', '--data_path', str(lists), '--frames', '4', '--stride', '4', '--size', '32', '--batch_size', '2',
+            '--steps', '6', '--save_every', '3', '--keep', '5', '--eval_every', '3', '--test_num_crop', '1', '--num_workers', '0', '--quiet']
+    run = lambda port, *extra: subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(port),
+                                               *args, *extra], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    full = run(29561, '--out', str(tmp_path/'full'))
+    assert full.returncode == 0, full.stderr[-2000:]
+    assert '2 process(es)' in full.stdout and json.loads((tmp_path/'full'/'test.json').read_text())['videos'] == 4
+    assert len(list(csv.DictReader(open(tmp_path/'full'/'predictions.csv')))) == 4
+    (tmp_path/'part'/'checkpoints').mkdir(parents=True)
+    shutil.copytree(tmp_path/'full'/'checkpoints'/'checkpoint-0000003', tmp_path/'part'/'checkpoints'/'checkpoint-0000003')
+    part = run(29562, '--out', str(tmp_path/'part'), '--resume', 'auto', '--no_test')
+    assert part.returncode == 0 and 'resuming from step 3' in part.stdout, part.stderr[-2000:]
+    a = load_file(str(tmp_path/'full'/'checkpoints'/'checkpoint-0000006'/'model.safetensors'))
+    b = load_file(str(tmp_path/'part'/'checkpoints'/'checkpoint-0000006'/'model.safetensors'))
+    for k in a: torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=lambda m: f'{k}: {m}')

@@ -251,7 +251,7 @@ def rand_augment(x:torch.Tensor, num_ops:int=4, magnitude:float=7., magnitude_st
         x = _apply_op(RAND_AUGMENT_OPS[i], x, min(max(m, 0.), 10.), -1. if r() < 0.5 else 1.)
     return x
 
-# %% ../nbs/09a_datasets.ipynb #9b800ca9
+# %% ../nbs/09a_datasets.ipynb #71f6dc51
 class FinetuneDataset(PretrainDataset):
     "Labelled training clips from `(path, label)` pairs: dense or TSN frames, random resized crop, RandAugment, flip (uint8)."
     def __init__(self, entries, num_frames:int=16, stride:int=4, sampling:str='dense', size:int=224, num_sample:int=1,
@@ -260,7 +260,8 @@ class FinetuneDataset(PretrainDataset):
         entries = list(entries)
         if not entries: raise ValueError("the dataset has no videos")
         if sampling not in ('dense', 'tsn'): raise ValueError(f"sampling must be 'dense' or 'tsn', got {sampling!r}")
-        super().__init__([Path(p) for p, _ in entries], num_frames, stride, size, num_sample, seed, backend, normalize=False)
+        super().__init__([Path(p) for p, _ in entries], num_frames=num_frames, stride=stride, size=size, num_sample=num_sample,
+                         seed=seed, backend=backend, normalize=False)
         self.labels = [int(l) for _, l in entries]
         self.sampling, self.flip, self.scale, self.ratio = sampling, flip, scale, ratio
         self.randaug = parse_rand_augment(randaug) if randaug else None

@@ -309,7 +309,7 @@ def _run_settings(ckpt:Path) -> dict:
     cfg = ckpt.parent.parent/'config.json' if ckpt.parent.name == 'checkpoints' else None
     return json.loads(cfg.read_text()).get('settings', {}) if cfg is not None and cfg.is_file() else {}
 
-# %% ../nbs/09_finetune.ipynb #86c768db
+# %% ../nbs/09_finetune.ipynb #1b078807
 def _resolve_settings(s:dict) -> dict:
     "Fill the defaults that depend on the dataset kind, the model and (for --eval) the run being tested."
     if s['eval'] and s['pretrained']:
@@ -331,7 +331,7 @@ def _model_config(s:dict) -> ViTConfig:
     elif s['pretrained']:
         from videomae_nb.checkpoints import read_state_dict, canonical_state_dict, infer_config
         cfg = infer_config(canonical_state_dict(read_state_dict(_weights(s['pretrained']))[0])[0])
-    else: cfg = get_config('tiny')
+    else: s['preset'] = 'tiny'; cfg = get_config('tiny')
     s['size'] = s['size'] or (128 if cfg.dim == get_config('tiny').dim and cfg.depth == get_config('tiny').depth else 224)
     return replace(cfg, drop_path=s['drop_path'], grad_checkpointing=s['grad_checkpointing'])
 
@@ -418,7 +418,7 @@ def plot_finetune(run_dir, path=None):
     a2.set_ylim(0, 100); a2.set_xlim(0, max(steps) + 1); a2.set_xlabel('optimizer step'); a2.set_ylabel('validation accuracy (%)')
     fig.tight_layout(); fig.savefig(path or Path(run_dir)/'curves.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/09_finetune.ipynb #2f3a28cf
+# %% ../nbs/09_finetune.ipynb #debacd8b
 def _finetune(acc, s:dict, cfg:ViTConfig, run_dir:Path, ckpt:Path|None, lists:dict) -> dict:
     world, rank = acc.num_processes, acc.process_index
     train = read_list_file(lists['train'], s['data_root'])
@@ -440,7 +440,7 @@ def _finetune(acc, s:dict, cfg:ViTConfig, run_dir:Path, ckpt:Path|None, lists:di
     if ckpt is not None:
         model_sd, state = load_checkpoint(ckpt)
         model.load_state_dict(model_sd); opt.load_state_dict(state['optimizer'])
-        gen.set_state(state['rng'][min(rank, len(state['rng']) - 1)]); start = state['step']
+        gen.set_state(_rng_of(state['rng'], rank)); start = state['step']
     model, opt = acc.prepare(model, opt)
     if state is not None and state.get('scaler') is not None and acc.scaler is not None: acc.scaler.load_state_dict(state['scaler'])
 
@@ -514,7 +514,7 @@ def _loop(acc, model, opt, loader, mix, gen, s, cfg, run_dir, start, total, warm
               + (f", validation top-1 {last_val['acc1']:.2f}% top-5 {last_val['acc5']:.2f}%" if last_val else '') + f"; run folder {run_dir}")
     return dict(run_dir=str(run_dir), loss=last_loss, steps=total, val=last_val, skipped=n_skip)
 
-# %% ../nbs/09_finetune.ipynb #8b416939
+# %% ../nbs/09_finetune.ipynb #8139a87b
 def _validate(acc, model, val_ds, s, run_dir, step, epoch, t0) -> dict:
     "Top-1/top-5 on the validation videos (1 clip, 1 centre crop), written to `val.csv`."
     r = evaluate(acc.unwrap_model(model), val_ds, acc, s['batch_size'], s['num_workers'], chunk=s['batch_size'] * s['num_sample'])
@@ -526,14 +526,17 @@ def _validate(acc, model, val_ds, s, run_dir, step, epoch, t0) -> dict:
     return r
 
 def _rng_states(acc, state:torch.Tensor) -> list:
-    "One random-generator state per process (gathered)."
-    return list(acc.gather(state.to(acc.device)[None]).cpu()) if acc.num_processes > 1 else [state]
+    "One random-generator state per process (gathered), each its own tensor."
+    return [s.clone() for s in acc.gather(state.to(acc.device)[None]).cpu()] if acc.num_processes > 1 else [state]
+
+def _rng_of(states:list, rank:int) -> torch.Tensor:
+    "This process's saved state, copied: `set_state` on a view with a storage offset crashes the process (torch 2.x)."
+    return states[min(rank, len(states) - 1)].clone()
 
 def _set_rng(acc, state:dict):
     "Restore this process's global torch (and CUDA) random state from a checkpoint (drop path, dropout)."
-    r = min(acc.process_index, len(state['torch_rng']) - 1)
-    torch.set_rng_state(state['torch_rng'][r])
-    if state.get('cuda_rng') is not None and acc.device.type == 'cuda': torch.cuda.set_rng_state(state['cuda_rng'][r], acc.device)
+    torch.set_rng_state(_rng_of(state['torch_rng'], acc.process_index))
+    if state.get('cuda_rng') is not None and acc.device.type == 'cuda': torch.cuda.set_rng_state(_rng_of(state['cuda_rng'], acc.process_index), acc.device)
 
 # %% ../nbs/09_finetune.ipynb #7ba240fe
 def _save(acc, model, opt, gen, s, cfg, run_dir, step):
