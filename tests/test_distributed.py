@@ -31,3 +31,16 @@ def test_training_script_under_torchrun_writes_once(tmp_path):
     rows = (tmp_path/'run'/'metrics.csv').read_text().splitlines()
     assert len(rows) == 1 + 3                            # header + one row per step, written by one process
     assert [p.name for p in (tmp_path/'run'/'checkpoints').iterdir()] == ['checkpoint-0000003']
+
+def test_two_process_resume(tmp_path):
+    "Resuming a 2-process run restores each rank's mask generator (stored as independent tensors, not views)."
+    args = ['videomae_nb/train.py', '--cpu', '--frames', 4, '--size', 32, '--batch_size', 2, '--num_workers', 0, '--quiet',
+            '--steps', 4, '--save_every', 2, '--keep', 5]
+    _torchrun(2, *args, '--out', tmp_path/'full')
+    part = tmp_path/'part'; (part/'checkpoints').mkdir(parents=True)
+    shutil.copytree(tmp_path/'full'/'checkpoints'/'checkpoint-0000002', part/'checkpoints'/'checkpoint-0000002')
+    _torchrun(2, *args, '--out', part, '--resume', 'auto')
+    from safetensors.torch import load_file
+    a = load_file(str(tmp_path/'full'/'checkpoints'/'checkpoint-0000004'/'model.safetensors'))
+    b = load_file(str(part/'checkpoints'/'checkpoint-0000004'/'model.safetensors'))
+    assert all((a[k] - b[k]).abs().max() <= 1e-6 for k in a)

@@ -182,7 +182,8 @@ def test_bad_mvd_settings_fail_before_work(tmp_path, bad, msg):
 def test_readme_mvd_section_uses_real_flags():
     import inspect, re
     readme = (ROOT/'README.md').read_text()
-    section = readme[readme.index('## MVD'):readme.index('## What works now')]
+    start = readme.index('## MVD')
+    section = readme[start:readme.index('\n## ', start + 1)]            # the MVD section alone
     flags = set(re.findall(r'--(\w+)', section))
     assert {'objective', 'video_teacher_ckpt', 'image_teacher_ckpt'} <= flags
     assert flags <= set(inspect.signature(main).parameters), flags - set(inspect.signature(main).parameters)

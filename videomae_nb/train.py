@@ -431,7 +431,7 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
     return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip, fp16_skipped=fp16_skipped)
 
-# %% ../nbs/07_training.ipynb #7d612923
+# %% ../nbs/07_training.ipynb #676ae4ef
 def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teachers=None):
     "Checkpoint and pictures, written once (main process); every process's mask generator state is kept."
     states = acc.gather(gen.get_state().to(acc.device)[None]).cpu() if acc.num_processes > 1 else gen.get_state()[None]
@@ -439,7 +439,7 @@ def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teacher
     if acc.is_main_process:
         net = acc.unwrap_model(model)
         net = getattr(net, '_orig_mod', net)
-        state = dict(optimizer=opt.state_dict(), mask_rng=list(states), config=dict(settings=s, model=cfg.to_dict()),
+        state = dict(optimizer=opt.state_dict(), mask_rng=[st.clone() for st in states], config=dict(settings=s, model=cfg.to_dict()),
                      scaler=acc.scaler.state_dict() if acc.scaler is not None else None)
         save_checkpoint(run_dir, step, net.state_dict(), state, s['keep'])
         plot_loss(run_dir, ylabel='distillation loss (img + vid)' if teachers is not None else 'reconstruction loss (MSE)')
