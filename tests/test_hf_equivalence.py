@@ -4,6 +4,7 @@ transformers = pytest.importorskip('transformers')
 from videomae_nb.encoder import get_config
 from videomae_nb.videomae import VideoMAE
 from videomae_nb.masking import tube_mask
+from videomae_nb.ops import cpu_matmul_mode
 from videomae_nb.checkpoints import official_to_hf, hf_to_official, hf_config, match_hf_eps
 
 def _pair(preset='small', size=112, frames=16, attn='sdpa', seed=0):
@@ -17,7 +18,11 @@ def _pair(preset='small', size=112, frames=16, attn='sdpa', seed=0):
     missing, unexpected = hf.load_state_dict(official_to_hf(ours.state_dict()), strict=True)
     return ours, hf
 
-def test_predictions_loss_and_gradients_match_transformers():
+@pytest.mark.parametrize('cpu_matmul', ['auto', 'torch'])   # oneDNN linear layers (the default on x86) and torch's own
+def test_predictions_loss_and_gradients_match_transformers(cpu_matmul):
+    with cpu_matmul_mode(cpu_matmul): _check_predictions_loss_and_gradients()
+
+def _check_predictions_loss_and_gradients():
     ours, hf = _pair()
     video = torch.randn(2, 3, 16, 112, 112)
     mask = tube_mask(2, ours.encoder.grid(video), 0.9, torch.Generator().manual_seed(0))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 __all__ = ['MIN_VIDEO_BYTES', 'MULTISCALE_SCALES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VIDEO_EXTENSIONS', 'VideoReadError',
            'video_backend', 'open_video', 'sample_frame_indices', 'multiscale_crop_box', 'normalize', 'denormalize',
            'as_model_input', 'clip_transform', 'read_list_file', 'find_videos', 'video_paths', 'item_generator',
-           'PretrainDataset', 'InfiniteSampler', 'collate', 'pretrain_loader']
+           'PretrainDataset', 'InfiniteSampler', 'collate', 'pretrain_loader', 'device_clips']
 
 # %% ../nbs/00_data.ipynb #8e3e8d8e
 class VideoReadError(RuntimeError):
@@ -217,38 +217,42 @@ def item_generator(seed:int, epoch:int, index:int) -> torch.Generator:
     s = np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(s) & ((1 << 63) - 1))
 
-# %% ../nbs/00_data.ipynb #0f20db28
+# %% ../nbs/00_data.ipynb #01a90ce7
 class PretrainDataset(torch.utils.data.Dataset):
     "Clips for masked pretraining from a list file, a folder or a list of paths; items are dicts (`normalize=False`: uint8 clips)."
     def __init__(self, source, num_frames:int=16, stride:int=4, size:int=224, num_sample:int=1, seed:int=0,
-                 backend:str|None=None, scales=MULTISCALE_SCALES, normalize:bool=True):
+                 backend:str|None=None, scales=MULTISCALE_SCALES, normalize:bool=True,
+                 device_augment:bool=False):        # True: items hold the decoded frames and crop boxes; see `device_clips`
         self.paths = list(source) if isinstance(source, (list, tuple)) else video_paths(source)
         if not self.paths: raise ValueError("the dataset has no videos")
         if num_sample < 1: raise ValueError(f"num_sample must be >= 1, got {num_sample}")
         self.num_frames, self.stride, self.size, self.num_sample = num_frames, stride, size, num_sample
         self.seed, self.backend, self.scales, self.normalize = seed, backend, scales, normalize
+        self.device_augment = device_augment
     def __len__(self): return len(self.paths)
 
-    def load(self, index:int, g:torch.Generator) -> torch.Tensor:
-        "Decode one window of video `index` and crop it `num_sample` times → `(num_sample, 3, T, S, S)`."
+    def load(self, index:int, g:torch.Generator):
+        "Decode one window of video `index` and crop it `num_sample` times → `(num_sample, 3, T, S, S)`; or `(frames, boxes)`."
         vr = open_video(self.paths[index], self.backend)
         frames = vr.get_batch(sample_frame_indices(len(vr), self.num_frames, self.stride, g))
         H, W = frames.shape[1:3]
-        return torch.stack([clip_transform(frames, self.size, multiscale_crop_box(H, W, self.size, self.scales, generator=g), self.normalize)
-                            for _ in range(self.num_sample)])
+        boxes = [multiscale_crop_box(H, W, self.size, self.scales, generator=g) for _ in range(self.num_sample)]
+        if self.device_augment: return torch.from_numpy(frames), torch.tensor(boxes)
+        return torch.stack([clip_transform(frames, self.size, box, self.normalize) for box in boxes])
 
-# %% ../nbs/00_data.ipynb #447cd618
+# %% ../nbs/00_data.ipynb #f96a38a0
 @torch.no_grad()
 def _pretrain_getitem(self:PretrainDataset, key):
     epoch, index = key if isinstance(key, tuple) else (0, key)
     skipped = []
     for attempt in range(len(self)):
         i = (index + attempt) % len(self)
-        try: video = self.load(i, item_generator(self.seed, epoch, i))
+        try: out = self.load(i, item_generator(self.seed, epoch, i))
         except (VideoReadError, FileNotFoundError) as e:
             warnings.warn(f"skipping video: {e}")
             skipped.append(str(self.paths[i])); continue
-        return dict(video=video, index=i, path=str(self.paths[i]), skipped=skipped)
+        clips = dict(frames=out[0], boxes=out[1]) if self.device_augment else dict(video=out)
+        return dict(**clips, index=i, path=str(self.paths[i]), skipped=skipped)
     raise RuntimeError(f"none of the {len(self)} videos of the dataset could be read; first ones: {skipped[:3]}")
 PretrainDataset.__getitem__ = _pretrain_getitem
 
@@ -269,23 +273,41 @@ class InfiniteSampler(torch.utils.data.Sampler):
             for i in self.epoch_indices(epoch)[offset:]: yield (epoch, i)
             epoch, offset = epoch + 1, 0
 
-# %% ../nbs/00_data.ipynb #89f3ad7c
+# %% ../nbs/00_data.ipynb #6d1597dc
 def collate(items:list[dict]) -> dict:
-    "Stack items into a batch; the `num_sample` clips of each video become separate rows."
-    video = torch.cat([it['video'] for it in items])      # (B*num_sample, 3, T, S, S)
-    reps = items[0]['video'].shape[0]
-    return dict(video=video,
+    "Stack items into a batch; the `num_sample` clips of each video become separate rows (frames stay one per video)."
+    if 'frames' in items[0]:                                # device augmentation: (T, H, W, 3) per video, sizes may differ
+        clips, reps = dict(frames=[it['frames'] for it in items], boxes=torch.stack([it['boxes'] for it in items])), len(items[0]['boxes'])
+    else: clips, reps = dict(video=torch.cat([it['video'] for it in items])), items[0]['video'].shape[0]   # (B*num_sample, 3, T, S, S)
+    return dict(**clips,
                 index=torch.tensor([it['index'] for it in items]).repeat_interleave(reps),
                 path=[it['path'] for it in items for _ in range(reps)],
                 skipped=[p for it in items for p in it['skipped']])
 
-# %% ../nbs/00_data.ipynb #43068322
+# %% ../nbs/00_data.ipynb #721eb1f3
 def pretrain_loader(source, batch_size:int, num_frames:int=16, stride:int=4, size:int=224, num_sample:int=1,
                     seed:int=0, rank:int=0, world:int=1, start:int=0, num_workers:int=2, pin_memory:bool=False,
-                    backend:str|None=None, normalize:bool=False) -> torch.utils.data.DataLoader:
-    "An endless loader of pretraining batches `dict(video=(B*num_sample, 3, T, S, S) uint8, ...)` for one process."
-    ds = PretrainDataset(source, num_frames, stride, size, num_sample, seed, backend, normalize=normalize)
+                    backend:str|None=None, normalize:bool=False, device_augment:bool=False,
+                    persistent_workers:bool=True) -> torch.utils.data.DataLoader:
+    "An endless loader of pretraining batches `dict(video=(B*num_sample, 3, T, S, S) uint8, ...)` (or frames and boxes) for one process."
+    ds = PretrainDataset(source, num_frames, stride, size, num_sample, seed, backend, normalize=normalize, device_augment=device_augment)
     sampler = InfiniteSampler(len(ds), rank, world, shuffle=True, seed=seed, start=start)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                                        collate_fn=collate, pin_memory=pin_memory,
-                                       persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers else None)
+                                       persistent_workers=persistent_workers and num_workers > 0, prefetch_factor=2 if num_workers else None)
+
+# %% ../nbs/00_data.ipynb #44f8b4b4
+def device_clips(frames:list[torch.Tensor],    # per video: (T, H, W, 3) uint8 decoded frames (sizes may differ)
+                 boxes:torch.Tensor,           # (B, num_sample, 4) crops (y, x, h, w) per video
+                 size:int, device=None) -> torch.Tensor:
+    "Crop, resize (antialiased bilinear) and normalize on `device` → float32 `(B*num_sample, 3, T, S, S)`."
+    if len(frames) != len(boxes): raise ValueError(f"{len(frames)} videos but {len(boxes)} sets of crop boxes")
+    out = []
+    for fr, bxs in zip(frames, boxes.tolist()):
+        if fr.dtype != torch.uint8 or fr.ndim != 4 or fr.shape[-1] != 3: raise ValueError(f"frames must be (T, H, W, 3) uint8, got {tuple(fr.shape)} {fr.dtype}")
+        x = fr.to(device, non_blocking=True).permute(0, 3, 1, 2).float()         # (T, 3, H, W)
+        for y0, x0, h, w in bxs:
+            c = x[:, :, y0:y0 + h, x0:x0 + w]
+            if c.shape[-2:] != (size, size): c = F.interpolate(c, size=(size, size), mode='bilinear', align_corners=False, antialias=True)
+            out.append(c.permute(1, 0, 2, 3))                                    # (3, T, S, S)
+    return normalize(torch.stack(out).div_(255))

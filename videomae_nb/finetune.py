@@ -16,7 +16,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/09_finetune.ipynb #bb32ffab
+# %% ../nbs/09_finetune.ipynb #f0959c49
 import csv, json, math, os, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -31,7 +31,8 @@ from fastcore.script import call_parse
 from .data import as_model_input, read_list_file
 from .patching import token_grid
 from .encoder import ViTConfig, VideoEncoder, get_config, run_blocks, count_params
-from .train import (NO_DECAY_NAMES, lr_at, scaled_lr, save_checkpoint, load_checkpoint, list_checkpoints,
+from .ops import set_cpu_matmul, cpu_matmul, CPU_MATMUL_CHOICES
+from .train import (OPTIMIZER_IMPLS, adamw_impl, NO_DECAY_NAMES, lr_at, scaled_lr, save_checkpoint, load_checkpoint, list_checkpoints,
                                read_metrics, smooth, METRIC_FIELDS, _resolve_run, _start_run_dir)
 from .datasets import (FinetuneDataset, MultiViewDataset, finetune_loader, eval_loader, build_lists, read_classes)
 
@@ -83,7 +84,7 @@ def _forward(self:VideoClassifier, x:torch.Tensor) -> torch.Tensor:
 
 VideoClassifier.forward_features, VideoClassifier.pool, VideoClassifier.forward = _forward_features, _pool, _forward
 
-# %% ../nbs/09_finetune.ipynb #3579f39b
+# %% ../nbs/09_finetune.ipynb #c7d23606
 def layer_id(name:str, depth:int) -> int:
     "The layer of a parameter for lr decay: 0 for the patch embedding and tokens, `i + 1` for `blocks.i`, `depth + 1` after."
     if name in ('cls_token', 'mask_token', 'pos_embed') or name.startswith('patch_embed'): return 0
@@ -104,9 +105,9 @@ def layer_decay_groups(model:nn.Module, weight_decay:float=0.05, layer_decay:flo
     return [groups[k] for k in sorted(groups)]
 
 def make_finetune_optimizer(model:nn.Module, lr:float, weight_decay:float=0.05, layer_decay:float=0.75,
-                            betas=(0.9, 0.999), eps:float=1e-8) -> torch.optim.AdamW:
+                            betas=(0.9, 0.999), eps:float=1e-8, impl:str='auto') -> torch.optim.AdamW:
     "AdamW over `layer_decay_groups` with the fine-tuning betas (0.9, 0.999); set `lr × lr_scale` per group at every step."
-    return torch.optim.AdamW(layer_decay_groups(model, weight_decay, layer_decay), lr=lr, betas=betas, eps=eps)
+    return torch.optim.AdamW(layer_decay_groups(model, weight_decay, layer_decay), lr=lr, betas=betas, eps=eps, **adamw_impl(impl))
 
 # %% ../nbs/09_finetune.ipynb #dc332238
 def soft_targets(y:torch.Tensor, num_classes:int, lam:float=1., smoothing:float=0.) -> torch.Tensor:
@@ -335,7 +336,7 @@ def _model_config(s:dict) -> ViTConfig:
     s['size'] = s['size'] or (128 if cfg.dim == get_config('tiny').dim and cfg.depth == get_config('tiny').depth else 224)
     return replace(cfg, drop_path=s['drop_path'], grad_checkpointing=s['grad_checkpointing'])
 
-# %% ../nbs/09_finetune.ipynb #56be12ac
+# %% ../nbs/09_finetune.ipynb #2e0aa044
 def _check_settings(s:dict, cfg:ViTConfig):
     "Every error that can be found before any work starts."
     from videomae_nb.datasets import parse_rand_augment
@@ -349,6 +350,8 @@ def _check_settings(s:dict, cfg:ViTConfig):
         if not lo <= s[k] <= hi: raise ValueError(f"--{k} must be in [{lo}, {hi}], got {s[k]}")
     if s['mixup'] < 0 or s['cutmix'] < 0: raise ValueError(f"--mixup and --cutmix are Beta parameters >= 0 (0 = off), got {s['mixup']}, {s['cutmix']}")
     if s['mixed_precision'] not in ('no', 'fp16', 'bf16'): raise ValueError(f"--mixed_precision must be no, fp16 or bf16, got {s['mixed_precision']!r}")
+    if s['optimizer_impl'] not in OPTIMIZER_IMPLS: raise ValueError(f"--optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {s['optimizer_impl']!r}")
+    if s['cpu_matmul'] not in CPU_MATMUL_CHOICES: raise ValueError(f"--cpu_matmul must be one of {', '.join(CPU_MATMUL_CHOICES)}, got {s['cpu_matmul']!r}")
     if s['randaug']: parse_rand_augment(s['randaug'])
     if s['eval'] and not s['pretrained']: raise ValueError("--eval needs the fine-tuned weights: --pretrained CHECKPOINT_OR_RUN_FOLDER")
     for k in ('pretrained', 'data_path', 'train_list', 'val_list', 'test_list', 'data_root'):
@@ -418,7 +421,7 @@ def plot_finetune(run_dir, path=None):
     a2.set_ylim(0, 100); a2.set_xlim(0, max(steps) + 1); a2.set_xlabel('optimizer step'); a2.set_ylabel('validation accuracy (%)')
     fig.tight_layout(); fig.savefig(path or Path(run_dir)/'curves.png', dpi=100); plt.close(fig)
 
-# %% ../nbs/09_finetune.ipynb #debacd8b
+# %% ../nbs/09_finetune.ipynb #8011bbe3
 def _finetune(acc, s:dict, cfg:ViTConfig, run_dir:Path, ckpt:Path|None, lists:dict) -> dict:
     world, rank = acc.num_processes, acc.process_index
     train = read_list_file(lists['train'], s['data_root'])
@@ -434,13 +437,14 @@ def _finetune(acc, s:dict, cfg:ViTConfig, run_dir:Path, ckpt:Path|None, lists:di
     torch.manual_seed(s['seed'])
     model = VideoClassifier(cfg, num_classes, s['head_drop'], s['init_scale'])
     report = _load_pretrained(model, s, cfg, acc.is_main_process) if s['pretrained'] and ckpt is None else None
-    opt = make_finetune_optimizer(model, peak, s['weight_decay'], s['layer_decay'])
+    opt = make_finetune_optimizer(model, peak, s['weight_decay'], s['layer_decay'], impl=s['optimizer_impl'])
     gen = torch.Generator().manual_seed(s['seed'] * 1000 + rank)
     start, state = 0, None
     if ckpt is not None:
         model_sd, state = load_checkpoint(ckpt)
         model.load_state_dict(model_sd); opt.load_state_dict(state['optimizer'])
         gen.set_state(_rng_of(state['rng'], rank)); start = state['step']
+    if s['torch_compile']: model = torch.compile(model)
     model, opt = acc.prepare(model, opt)
     if state is not None and state.get('scaler') is not None and acc.scaler is not None: acc.scaler.load_state_dict(state['scaler'])
 
@@ -585,7 +589,7 @@ def cli():
     "Console-script entry point of `videomae-finetune` (exits 0; `main`'s returned dict is for Python callers)."
     main()
 
-# %% ../nbs/09_finetune.ipynb #883f0f99
+# %% ../nbs/09_finetune.ipynb #964df6e6
 @call_parse
 def main(data_path:str=None,            # folder with train.csv, val.csv, test.csv (`path label` lines), or a folder of class folders
          train_list:str=None,           # training list (instead of, or overriding, data_path's train.csv)
@@ -632,6 +636,9 @@ def main(data_path:str=None,            # folder with train.csv, val.csv, test.c
          eval_every:int=None,           # steps between validations (default: once per epoch)
          grad_checkpointing:bool=False, # recompute block activations in backward (less memory)
          mixed_precision:str='no',      # no, fp16 or bf16
+         torch_compile:bool=False,      # compile the model with torch.compile
+         optimizer_impl:str='auto',     # AdamW kernel: auto (fused), fused, foreach or loop
+         cpu_matmul:str='auto',         # fp32 linear layers on the CPU: auto (oneDNN on x86), onednn or torch
          cpu:bool=False,                # run on the CPU even if a GPU is there
          num_workers:int=4,             # data loader worker processes per process
          seed:int=0,                    # seed of the head, clips, augmentation and mixing
@@ -649,6 +656,7 @@ def main(data_path:str=None,            # folder with train.csv, val.csv, test.c
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list
     acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    set_cpu_matmul(cpu_matmul)
     name = [s['out'] or f"runs/{'eval' if eval else 'finetune'}-{s['preset'] or 'pretrained'}-{datetime.now():%Y%m%d-%H%M%S}"]
     s['out'] = broadcast_object_list(name)[0] if acc.num_processes > 1 else name[0]      # one run folder for all processes
     run_dir, ckpt = (Path(s['out']), None) if eval else _resolve_run(s)
