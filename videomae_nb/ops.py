@@ -75,7 +75,7 @@ class OneDNNLinear(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]: db = g2.sum(0)
         return dx, dw, db
 
-# %% ../nbs/00a_ops.ipynb #b3217792
+# %% ../nbs/00a_ops.ipynb #82f98bda
 def _dispatch_mode_active() -> bool:
     "Whether a `TorchDispatchMode` (FLOP counting, fake tensors, ...) is watching: they know `aten` ops, not oneDNN's."
     try: from torch.utils._python_dispatch import _get_current_dispatch_mode; return _get_current_dispatch_mode() is not None
@@ -84,7 +84,8 @@ def _dispatch_mode_active() -> bool:
 def linear(x:torch.Tensor, weight:torch.Tensor, bias:torch.Tensor|None=None) -> torch.Tensor:
     "`F.linear`; fp32 CPU tensors outside autocast go through oneDNN when `cpu_matmul()` is 'onednn'."
     if (x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32 and x.numel() > 0
-            and not torch.is_autocast_enabled('cpu') and cpu_matmul() == 'onednn' and not _dispatch_mode_active()):
+            and not torch.is_autocast_enabled('cpu') and cpu_matmul() == 'onednn'
+            and not torch.compiler.is_compiling() and not _dispatch_mode_active()):
         return OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 
