@@ -192,7 +192,7 @@ def format_rows(rows:list[dict], reference:str|None=None) -> str:
                      f"{r['tflops']:>8.3f} {mfu:>6} {mem:>9}" + (f"  {r['seconds'] / ref:>14.3f}" if ref else ''))
     return '\n'.join(lines)
 
-# %% ../nbs/11_benchmarks.ipynb #70244ce2
+# %% ../nbs/11_benchmarks.ipynb #def30609
 def make_hf_step(preset:str='small', frames:int=16, size:int=224, batch:int=2, precision:str='fp32', device=None,
                  optimizer_impl:str='auto', mask_ratio:float=0.9, seed:int=0, attn:str='sdpa') -> StepBench:
     "transformers' `VideoMAEForPreTraining` training step on the same config, weights, clips and masks as `make_step`."
@@ -216,6 +216,7 @@ def make_hf_step(preset:str='small', frames:int=16, size:int=224, batch:int=2, p
     del x0
     opt = make_optimizer(hf, 1e-4, impl=optimizer_impl)
     gen, dtype = torch.Generator().manual_seed(seed), PRECISIONS[precision]
+    @torch.enable_grad()                                    # a training step, even if the caller disabled autograd
     def step():
         x = as_model_input(video.to(dev, non_blocking=True)).permute(0, 2, 1, 3, 4)
         mask = masks(batch, grid, gen)[0].to(dev)
