@@ -458,7 +458,7 @@ def cli():
     "The `videomae-train` console script."
     main()
 
-# %% ../nbs/07_training.ipynb #06c80982
+# %% ../nbs/07_training.ipynb #0d6cb296
 @call_parse
 def main(preset:str=None,                # model size: tiny (default), small, base, large, huge, giant
          recipe:str=None,                # an official run by name (`videomae-recipes` lists them); flags given still win
@@ -505,7 +505,7 @@ def main(preset:str=None,                # model size: tiny (default), small, ba
          norm_feature:bool=False,        # MVD: LayerNorm the teacher features (off in MVD's scripts)
         ) -> dict:
     "Pretrain a VideoMAE (V2 with --decoder_mask_ratio, MVD with --objective mvd) on a list file or folder of videos."
-    from .recipes import apply_recipe, model_overrides
+    from videomae_nb.recipes import apply_recipe, model_overrides
     s = {k: v for k, v in locals().items() if isinstance(v, (str, int, float, bool, type(None)))}   # the settings, plain values only
     s = apply_recipe(s, 'pretrain')                  # --recipe values under the flags given, then recipes.SCRIPT_DEFAULTS
     s['data'] = s['data'] or _default_data()
