@@ -589,7 +589,7 @@ def cli():
     "Console-script entry point of `videomae-finetune` (exits 0; `main`'s returned dict is for Python callers)."
     main()
 
-# %% ../nbs/09_finetune.ipynb #964df6e6
+# %% ../nbs/09_finetune.ipynb #dd8a2aa3
 @call_parse
 def main(data_path:str=None,            # folder with train.csv, val.csv, test.csv (`path label` lines), or a folder of class folders
          train_list:str=None,           # training list (instead of, or overriding, data_path's train.csv)
@@ -601,23 +601,24 @@ def main(data_path:str=None,            # folder with train.csv, val.csv, test.c
          val_fraction:float=0.2,        # folder of class folders: fraction of every class held out for validation
          pretrained:str=None,           # weights to start from: our run folder or checkpoint, official V1/V2/MVD, transformers
          preset:str=None,               # model size (tiny ... giant); default: the shapes of --pretrained, else tiny
+         recipe:str=None,               # an official run by name (`videomae-recipes` lists them); flags given still win
          frames:int=None,               # frames per clip (default 16)
          stride:int=None,               # dense sampling: distance between sampled frames (default 4)
          sampling:str=None,             # dense or tsn (default: from --dataset_kind)
          size:int=None,                 # input side in pixels (default 224; 128 for tiny)
-         batch_size:int=8,              # videos per process per micro-batch
-         accum:int=1,                   # gradient accumulation steps (the official update_freq)
-         epochs:float=30,               # passes over the training videos (official ViT-B: 75-100 on K400, 30-40 on SSv2)
+         batch_size:int=None,           # videos per process per micro-batch (default 8)
+         accum:int=None,                # gradient accumulation steps (the official update_freq; default 1)
+         epochs:float=None,             # passes over the training videos (default 30; official ViT-B: 75-100 on K400, 30-40 on SSv2)
          steps:int=None,                # optimizer steps (overrides --epochs)
-         blr:float=1e-3,                # base lr, lr = blr * effective batch / 256
-         min_blr:float=1e-6,            # base of the final lr, scaled like blr
-         layer_decay:float=0.75,        # layer-wise lr decay
-         weight_decay:float=0.05,       # AdamW weight decay (matrices only)
+         blr:float=None,                # base lr, lr = blr * effective batch / 256 (default 1e-3)
+         min_blr:float=None,            # base of the final lr, scaled like blr (default 1e-6)
+         layer_decay:float=None,        # layer-wise lr decay (default 0.75)
+         weight_decay:float=None,       # AdamW weight decay (matrices only) (default 0.05)
          warmup_epochs:float=5,         # linear warmup from 0, in epochs
          warmup_steps:int=None,         # warmup in steps (overrides --warmup_epochs)
          clip_grad:float=None,          # clip the gradient norm to this value
-         drop_path:float=0.1,           # stochastic depth, linear ramp over the blocks
-         head_drop:float=0.,            # dropout before the head
+         drop_path:float=None,          # stochastic depth, linear ramp over the blocks (default 0.1)
+         head_drop:float=None,          # dropout before the head (default 0)
          init_scale:float=0.001,        # the head's initial weight and bias are scaled by this
          smoothing:float=0.1,           # label smoothing
          mixup:float=0.8,               # mixup Beta(α, α); 0 = off
@@ -635,7 +636,7 @@ def main(data_path:str=None,            # folder with train.csv, val.csv, test.c
          eval:bool=False,               # only test --pretrained (fine-tuned weights or run folder) with the multi-view protocol
          eval_every:int=None,           # steps between validations (default: once per epoch)
          grad_checkpointing:bool=False, # recompute block activations in backward (less memory)
-         mixed_precision:str='no',      # no, fp16 or bf16
+         mixed_precision:str=None,      # no (default), fp16 or bf16
          torch_compile:bool=False,      # compile the model with torch.compile
          optimizer_impl:str='auto',     # AdamW kernel: auto (fused), fused, foreach or loop
          cpu_matmul:str='auto',         # fp32 linear layers on the CPU: auto (oneDNN on x86), onednn or torch
@@ -650,12 +651,13 @@ def main(data_path:str=None,            # folder with train.csv, val.csv, test.c
          quiet:bool=False,              # no progress bar
         ) -> dict:
     "Fine-tune a VideoMAE encoder for video classification, validate as it trains, and test with the multi-view protocol."
-    s = _resolve_settings({k: v for k, v in locals().items() if isinstance(v, (str, int, float, bool, type(None)))})
+    from videomae_nb.recipes import apply_recipe
+    s = _resolve_settings(apply_recipe({k: v for k, v in locals().items() if isinstance(v, (str, int, float, bool, type(None)))}, 'finetune'))
     cfg = _model_config(s)
     _check_settings(s, cfg)
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list
-    acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    acc = Accelerator(cpu=cpu, mixed_precision=s['mixed_precision'])
     set_cpu_matmul(cpu_matmul)
     name = [s['out'] or f"runs/{'eval' if eval else 'finetune'}-{s['preset'] or 'pretrained'}-{datetime.now():%Y%m%d-%H%M%S}"]
     s['out'] = broadcast_object_list(name)[0] if acc.num_processes > 1 else name[0]      # one run folder for all processes

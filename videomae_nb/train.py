@@ -476,31 +476,32 @@ def cli():
     "The `videomae-train` console script."
     main()
 
-# %% ../nbs/07_training.ipynb #9ef30696
+# %% ../nbs/07_training.ipynb #7b1f1985
 @call_parse
-def main(preset:str='tiny',              # model size: tiny, small, base, large, huge, giant
+def main(preset:str=None,                # model size: tiny (default), small, base, large, huge, giant
+         recipe:str=None,                # an official run by name (`videomae-recipes` lists them); flags given still win
          data:str=None,                  # list file (`path label` lines) or folder of videos; default data_samples/
          frames:int=16,                  # frames per clip
-         stride:int=4,                   # frame sampling stride (4 for K400, 2 for SSv2)
+         stride:int=None,                # frame sampling stride (default 4 for K400; 2 for SSv2)
          size:int=None,                  # input side in pixels; default 128 for tiny, else 224
          mask_type:str='tube',           # encoder mask: tube or random
-         mask_ratio:float=0.9,           # fraction of tubes hidden from the encoder
-         decoder_mask_ratio:float=0.,    # running-cell decoder mask (VideoMAE V2): 0 (off), 0.25, 0.5 or 0.75
-         num_sample:int=1,               # clips drawn from each decoded video (VideoMAE V2 repeated sampling)
-         batch_size:int=4,               # videos per process per micro-batch
-         accum:int=1,                    # gradient accumulation: micro-batches per optimizer step
+         mask_ratio:float=None,          # fraction of tubes hidden from the encoder (default 0.9)
+         decoder_mask_ratio:float=None,  # running-cell decoder mask (VideoMAE V2): 0 (off, default), 0.25, 0.5 or 0.75
+         num_sample:int=None,            # clips drawn from each decoded video (VideoMAE V2 repeated sampling; default 1)
+         batch_size:int=None,            # videos per process per micro-batch (default 4)
+         accum:int=None,                 # gradient accumulation: micro-batches per optimizer step (default 1; a recipe's batch)
          steps:int=None,                 # optimizer steps (default: from --epochs, else 500)
          epochs:float=None,              # passes over the videos, if --steps is not given
          blr:float=None,                 # base lr, lr = blr * effective batch / 256 (default 1.5e-4; 3e-2 for tiny)
-         min_blr:float=1e-5,             # base of the final lr, scaled like blr
-         warmup:float=0.05,              # warmup: a fraction of the steps if < 1, else a number of steps
+         min_blr:float=None,             # base of the final lr, scaled like blr (default 1e-5)
+         warmup:float=None,              # warmup: a fraction of the steps if < 1, else a number of steps (default 0.05)
          weight_decay:float=0.05,        # AdamW weight decay (matrices only)
          clip_grad:float=None,           # clip the gradient norm to this value
          target:str=None,                # norm (per-patch normalized pixels, the papers) or pixel; default pixel for tiny
          decoder_depth:int=None,         # override the preset's decoder depth
-         drop_path:float=0.,             # stochastic depth in the encoder
+         drop_path:float=None,           # stochastic depth in the encoder (default 0)
          grad_checkpointing:bool=False,  # recompute block activations in backward (less memory)
-         mixed_precision:str='no',       # no, fp16 or bf16
+         mixed_precision:str=None,       # no (default), fp16 or bf16
          torch_compile:bool=False,       # compile the model with torch.compile
          optimizer_impl:str='auto',      # AdamW kernel: auto (fused), fused, foreach or loop
          cpu_matmul:str='auto',          # fp32 linear layers on the CPU: auto (oneDNN on x86), onednn or torch
@@ -516,7 +517,7 @@ def main(preset:str='tiny',              # model size: tiny, small, base, large,
          keep:int=2,                     # checkpoints to keep
          log_every:int=10,               # steps between progress-bar updates
          quiet:bool=False,               # no progress bar
-         objective:str='pixel',          # pixel (VideoMAE) or mvd (masked video distillation from two teachers)
+         objective:str=None,             # pixel (VideoMAE, default) or mvd (masked video distillation from two teachers)
          image_teacher:str=None,         # MVD image teacher: tiny/small/base/large/huge or a timm ViT name; default: from the checkpoint, else MVD's pairing
          image_teacher_ckpt:str=None,    # MVD image teacher weights (MAE .pth, official or ours); none = random init (warns)
          video_teacher:str=None,         # MVD video teacher preset; default: from the checkpoint, else MVD's pairing
@@ -527,14 +528,16 @@ def main(preset:str='tiny',              # model size: tiny, small, base, large,
          norm_feature:bool=False,        # MVD: LayerNorm the teacher features (off in MVD's scripts)
         ) -> dict:
     "Pretrain a VideoMAE (V2 with --decoder_mask_ratio, MVD with --objective mvd) on a list file or folder of videos."
+    from videomae_nb.recipes import apply_recipe, model_overrides
     s = {k: v for k, v in locals().items() if isinstance(v, (str, int, float, bool, type(None)))}   # the settings, plain values only
+    s = apply_recipe(s, 'pretrain')                  # --recipe values under the flags given, then recipes.SCRIPT_DEFAULTS
     s['data'] = s['data'] or _default_data()
-    s['size'] = s['size'] or (128 if preset == 'tiny' else 224)
-    s['blr'] = s['blr'] if s['blr'] is not None else (3e-2 if preset == 'tiny' else 1.5e-4)
-    s['target'] = s['target'] or ('pixel' if preset == 'tiny' else 'norm')
-    overrides = dict(drop_path=drop_path, grad_checkpointing=grad_checkpointing)
-    if decoder_depth is not None: overrides['decoder_depth'] = decoder_depth
-    cfg = (mvd_config if objective == 'mvd' else get_config)(preset, **overrides)
+    s['size'] = s['size'] or (128 if s['preset'] == 'tiny' else 224)
+    s['blr'] = s['blr'] if s['blr'] is not None else (3e-2 if s['preset'] == 'tiny' else 1.5e-4)
+    s['target'] = s['target'] or ('pixel' if s['preset'] == 'tiny' else 'norm')
+    overrides = dict(drop_path=s['drop_path'], grad_checkpointing=s['grad_checkpointing'], **model_overrides(s))
+    if s['decoder_depth'] is not None: overrides['decoder_depth'] = s['decoder_depth']
+    cfg = (mvd_config if s['objective'] == 'mvd' else get_config)(s['preset'], **overrides)
     _check_settings(s, cfg)
     run_dir, ckpt = _resolve_run(s)
     return _train(s, cfg, run_dir, ckpt)
