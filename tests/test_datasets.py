@@ -123,3 +123,15 @@ def test_flip_and_views(motion):
     assert any(not torch.equal(a, b) for a, b in pairs)                         # some were flipped
     mv = MultiViewDataset(entries, 8, 2, 'tsn', 32, num_clips=2, num_crops=3)
     assert mv[0]['video'].shape == (6, 3, 8, 32, 32)
+
+def test_pretraining_takes_a_videomae_v2_list(tmp_path):
+    "`videomae-train --data` reads V2's `path 0 -1` lists as well as `path label` lists (the same videos, same run)."
+    from videomae_nb.train import main as train, read_metrics
+    data = ROOT/'data_samples'
+    vids = sorted(p.name for p in data.glob('*.mp4'))
+    (tmp_path/'v2.txt').write_text(''.join(f'{data/v} 0 -1\n' for v in vids))
+    (tmp_path/'v1.txt').write_text(''.join(f'{data/v} 0\n' for v in vids))
+    fast = dict(frames=4, size=32, batch_size=2, num_workers=0, quiet=True, steps=2)
+    a = read_metrics(train(data=str(tmp_path/'v2.txt'), out=str(tmp_path/'a'), **fast)['run_dir'])
+    b = read_metrics(train(data=str(tmp_path/'v1.txt'), out=str(tmp_path/'b'), **fast)['run_dir'])
+    assert [r['loss'] for r in a] == [r['loss'] for r in b]

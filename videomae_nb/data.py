@@ -13,8 +13,9 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['MIN_VIDEO_BYTES', 'MULTISCALE_SCALES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VIDEO_EXTENSIONS', 'VideoReadError',
            'video_backend', 'open_video', 'sample_frame_indices', 'multiscale_crop_box', 'normalize', 'denormalize',
-           'as_model_input', 'clip_transform', 'read_list_file', 'find_videos', 'video_paths', 'item_generator',
-           'PretrainDataset', 'InfiniteSampler', 'collate', 'pretrain_loader', 'device_clips']
+           'as_model_input', 'clip_transform', 'read_list_file', 'read_v2_list', 'list_format', 'find_videos',
+           'video_paths', 'item_generator', 'PretrainDataset', 'InfiniteSampler', 'collate', 'pretrain_loader',
+           'device_clips']
 
 # %% ../nbs/00_data.ipynb #8e3e8d8e
 class VideoReadError(RuntimeError):
@@ -196,7 +197,38 @@ def read_list_file(path,                    # text file, one `path label` per li
     if not items: raise ValueError(f"list file {str(path)!r} has no entries")
     return items
 
-# %% ../nbs/00_data.ipynb #88ec18d9
+# %% ../nbs/00_data.ipynb #f3dde17b
+def read_v2_list(path, root=None) -> list[tuple[Path, int, int]]:
+    "Parse a VideoMAE V2 pretraining list (`path start_idx total_frames` per line) into `(video, start, total)`."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"list file not found: {str(path)!r}")
+    root, items = Path(root) if root is not None else path.parent, []
+    for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith('#'): continue
+        parts = line.rsplit(' ', 2)
+        try: name, start, total = parts[0], int(parts[1]), int(parts[2])
+        except (ValueError, IndexError): raise ValueError(f"{path}:{n}: expected 'path start_idx total_frames', got {line!r}") from None
+        p = Path(name); p = p if p.is_absolute() else root/p
+        if p.is_dir(): raise ValueError(f"{path}:{n}: {str(p)!r} is a folder of raw frames; this project reads videos only")
+        items.append((p, start, total))
+    if not items: raise ValueError(f"list file {str(path)!r} has no entries")
+    return items
+
+def list_format(path) -> str:
+    "'v2' for `path start total` lists, 'label' for the official `path label` lists."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"list file not found: {str(path)!r}")
+    try: text = path.read_text(encoding='utf-8')
+    except UnicodeDecodeError: return 'label'                   # `read_list_file` says what is wrong with it
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith('#'):
+            parts = line.rsplit(' ', 2)
+            return 'v2' if len(parts) == 3 and all(re.fullmatch(r'-?\d+', x) for x in parts[1:]) else 'label'
+    raise ValueError(f"list file {str(path)!r} has no entries")
+
+# %% ../nbs/00_data.ipynb #2ff875c1
 def find_videos(folder) -> list[Path]:
     "Video files under `folder`, recursively, sorted."
     folder = Path(folder)
@@ -206,9 +238,10 @@ def find_videos(folder) -> list[Path]:
     return vids
 
 def video_paths(source) -> list[Path]:
-    "The videos of a list file or a folder."
+    "The videos of a folder or a list file (official `path label`, or VideoMAE V2's `path start total`)."
     source = Path(source)
     if source.is_dir(): return find_videos(source)
+    if list_format(source) == 'v2': return [p for p, _, _ in read_v2_list(source)]
     return [p for p, _ in read_list_file(source, require_label=False)]
 
 # %% ../nbs/00_data.ipynb #58439fdd

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['MOTION_CLASSES', 'RAND_AUGMENT_OPS', 'write_video', 'motion_clip', 'make_motion_videos', 'write_list', 'read_classes',
-           'build_lists', 'read_v2_list', 'list_format', 'dense_test_indices', 'tsn_indices', 'random_resized_crop_box',
-           'view_boxes', 'parse_rand_augment', 'rand_augment', 'FinetuneDataset', 'finetune_collate',
-           'MultiViewDataset', 'ShardSampler', 'eval_collate', 'finetune_loader', 'eval_loader', 'check_video',
-           'check_data', 'format_summary', 'prepare_video', 'prepare_data', 'cli', 'main']
+           'build_lists', 'dense_test_indices', 'tsn_indices', 'random_resized_crop_box', 'view_boxes',
+           'parse_rand_augment', 'rand_augment', 'FinetuneDataset', 'finetune_collate', 'MultiViewDataset',
+           'ShardSampler', 'eval_collate', 'finetune_loader', 'eval_loader', 'check_video', 'check_data',
+           'format_summary', 'prepare_video', 'prepare_data', 'cli', 'main']
 
 # %% ../nbs/09a_datasets.ipynb #2969aed5
 # Run as a file (`python videomae_nb/datasets.py`): make the package importable and the imports relative.
@@ -17,13 +17,14 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/09a_datasets.ipynb #b5743858
+# %% ../nbs/09a_datasets.ipynb #f20332d0
 import math, os, re, shutil, warnings
 from collections import Counter
 from pathlib import Path
 import numpy as np
 import torch
 from fastcore.script import call_parse
+from .data import read_v2_list, list_format
 from .data import (VideoReadError, open_video, sample_frame_indices, clip_transform, read_list_file, find_videos,
                               PretrainDataset, InfiniteSampler, collate, VIDEO_EXTENSIONS)
 
@@ -127,33 +128,6 @@ def build_lists(root, out=None, val_fraction:float=0.2, seed:int=0) -> dict:
     for name, items in (('train.csv', train), ('val.csv', val), ('test.csv', val)): write_list(items, out/name)
     (out/'classes.txt').write_text('\n'.join(classes) + '\n', encoding='utf-8')
     return dict(classes=classes, train=len(train), val=len(val), folder=str(out))
-
-# %% ../nbs/09a_datasets.ipynb #ff5a2732
-def read_v2_list(path, root=None) -> list[tuple[Path, int, int]]:
-    "Parse a VideoMAE V2 pretraining list (`path start_idx total_frames` per line) into `(video, start, total)`."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"list file not found: {str(path)!r}")
-    root, items = Path(root) if root is not None else path.parent, []
-    for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith('#'): continue
-        parts = line.rsplit(' ', 2)
-        try: name, start, total = parts[0], int(parts[1]), int(parts[2])
-        except (ValueError, IndexError): raise ValueError(f"{path}:{n}: expected 'path start_idx total_frames', got {line!r}") from None
-        p = Path(name); p = p if p.is_absolute() else root/p
-        if p.is_dir(): raise ValueError(f"{path}:{n}: {str(p)!r} is a folder of raw frames; this project reads videos only")
-        items.append((p, start, total))
-    if not items: raise ValueError(f"list file {str(path)!r} has no entries")
-    return items
-
-def list_format(path) -> str:
-    "'v2' for `path start total` lists, 'label' for the official `path label` lists."
-    for line in Path(path).read_text(encoding='utf-8').splitlines():
-        line = line.strip()
-        if line and not line.startswith('#'):
-            parts = line.rsplit(' ', 2)
-            return 'v2' if len(parts) == 3 and all(re.fullmatch(r'-?\d+', x) for x in parts[1:]) else 'label'
-    raise ValueError(f"list file {str(path)!r} has no entries")
 
 # %% ../nbs/09a_datasets.ipynb #9dc5a897
 def dense_test_indices(n:int, num_frames:int=16, stride:int=4, clip:int=0, num_clips:int=5) -> np.ndarray:
