@@ -303,3 +303,12 @@ def test_two_processes_train_test_and_resume_exactly(tmp_path, lists):
     a = load_file(str(tmp_path/'full'/'checkpoints'/'checkpoint-0000006'/'model.safetensors'))
     b = load_file(str(tmp_path/'part'/'checkpoints'/'checkpoint-0000006'/'model.safetensors'))
     for k in a: torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=lambda m: f'{k}: {m}')
+
+def test_eval_of_a_checkpoint_with_more_classes_than_the_list_names(tmp_path, lists):
+    "A 400-class checkpoint tested on a list with 4 named classes: predictions outside them are written as numbers."
+    torch.save({'module': VideoClassifier(get_config('tiny'), 400).state_dict()}, tmp_path/'ft.pth')
+    res = main(eval=True, pretrained=str(tmp_path/'ft.pth'), data_path=str(lists), frames=8, size=64, test_num_segment=1, test_num_crop=1,
+               num_workers=0, out=str(tmp_path/'ev'), quiet=True)
+    rows = list(csv.DictReader(open(Path(res['run_dir'])/'predictions.csv')))
+    assert rows and all(r['label'] in ('down', 'left', 'right', 'up') for r in rows)
+    assert all(r['pred'].isdigit() or r['pred'] in ('down', 'left', 'right', 'up') for r in rows)

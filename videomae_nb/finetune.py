@@ -276,11 +276,12 @@ def evaluate(model:nn.Module, dataset:MultiViewDataset, accelerator=None, batch_
     return dict(**acc, loss=nll, videos=len(index), views=dataset.num_views, failed=failed,
                 index=index.cpu(), probs=probs.cpu(), labels=labels.cpu())
 
-# %% ../nbs/09_finetune.ipynb #956a9964
+# %% ../nbs/09_finetune.ipynb #b086c238
 def write_predictions(path, result:dict, dataset:MultiViewDataset, class_names:list[str]|None=None) -> Path:
     "One row per video: path, label, predicted class, whether top-1 is right, both probabilities, the top 5."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    name = (lambda c: class_names[c]) if class_names else str
+    names = list(class_names or [])
+    name = lambda c: names[c] if c < len(names) else str(c)         # a model may have more classes than the list names
     with open(path, 'w', newline='') as f:
         w = csv.writer(f); w.writerow(['video', 'label', 'pred', 'correct', 'p_pred', 'p_label', 'top5'])
         for i, p, y in zip(result['index'].tolist(), result['probs'], result['labels'].tolist()):
