@@ -143,9 +143,19 @@ def test_unknown_recipe_names_the_close_ones():
     with pytest.raises(ValueError, match='videomae_k400_b_pt'):
         get_recipe('videomae_k400_b')
 
-def test_fsdp_launch_is_refused(monkeypatch):
+def test_fsdp_launch_pretrain_only(monkeypatch):
+    "FSDP2 pretraining is accepted; fine-tuning, FSDP1 and Accelerate's own activation checkpointing are refused."
     monkeypatch.setenv('ACCELERATE_USE_FSDP', 'true')
-    with pytest.raises(ValueError, match='FSDP'):
+    monkeypatch.setenv('FSDP_VERSION', '2')
+    assert apply_recipe(dict(recipe=None), 'pretrain')['preset'] == 'tiny'
+    with pytest.raises(ValueError, match='8gpu_ddp.yaml'):
+        apply_recipe(dict(recipe=None), 'finetune')
+    monkeypatch.setenv('FSDP_ACTIVATION_CHECKPOINTING', 'true')
+    with pytest.raises(ValueError, match='--grad_checkpointing'):
+        apply_recipe(dict(recipe=None), 'pretrain')
+    monkeypatch.setenv('FSDP_ACTIVATION_CHECKPOINTING', 'false')
+    monkeypatch.setenv('FSDP_VERSION', '1')
+    with pytest.raises(ValueError, match='FSDP2 only'):
         apply_recipe(dict(recipe=None), 'pretrain')
 
 def test_fit_batch_rejects_nonsense():
@@ -159,13 +169,22 @@ def test_videomae_recipes_cli(capsys):
     text = recipes_main('show', 'videomae_ssv2_b_pt')
     assert 'stride' in text and '64 x 32 x 1' in text and '0.00015 x 2048 / 256 = 0.0012' in text and 'SSv2 70.8' in text
 
-@pytest.mark.parametrize('name,kind,procs', [('1gpu', 'NO', 1), ('8gpu_ddp', 'MULTI_GPU', 8), ('multinode', 'MULTI_GPU', 64)])
+@pytest.mark.parametrize('name,kind,procs', [('1gpu', 'NO', 1), ('8gpu_ddp', 'MULTI_GPU', 8), ('8gpu_fsdp', 'FSDP', 8),
+                                              ('multinode', 'MULTI_GPU', 64)])
 def test_accelerate_configs_load(name, kind, procs):
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DistributedType
     cfg = load_config_from_file(str(ROOT/'configs'/'accelerate'/f'{name}.yaml'))
     assert cfg.distributed_type == DistributedType(kind) and cfg.num_processes == procs and cfg.mixed_precision == 'bf16'
     assert cfg.main_training_function == 'main'
+    if kind == 'FSDP':                                   # what check_launch accepts (tests/test_distributed.py runs it)
+        f = cfg.fsdp_config
+        assert f['fsdp_version'] == 2 and f['fsdp_auto_wrap_policy'] == 'TRANSFORMER_BASED_WRAP'
+        assert f['fsdp_transformer_layer_cls_to_wrap'] == 'Block' and f['fsdp_activation_checkpointing'] is False
+        from videomae_nb.encoder import get_config
+        from videomae_nb.videomae import VideoMAE
+        m = VideoMAE(get_config('tiny', depth=1, decoder_depth=1))     # FSDP finds the blocks to shard by class name
+        assert {type(b).__name__ for b in [*m.encoder.blocks, *m.decoder.blocks]} == {f['fsdp_transformer_layer_cls_to_wrap']}
 
 def test_slurm_example_launches_a_recipe():
     text = (ROOT/'configs'/'slurm'/'pretrain.sbatch').read_text()

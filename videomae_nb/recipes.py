@@ -274,12 +274,21 @@ def check_recipe(r:Recipe, s:dict, explicit:set):
                                      f"(MAE mae_pretrain_vit_{r.flags['image_teacher']}.pth; VideoMAE ViT-{r.flags['video_teacher'][0].upper()} "
                                      f"K400 1600 epochs). A scaled-down run (another --preset) may go without.")
 
-# %% ../nbs/12_recipes.ipynb #6968f4ea
-def check_launch():
-    "Refuse a launch this project cannot checkpoint (FSDP), before any work."
-    if os.environ.get('ACCELERATE_USE_FSDP', '').lower() in ('1', 'true'):
-        raise ValueError("launched with FSDP, which this project's checkpoints do not support yet (they are gathered on the "
-                         "first process); use configs/accelerate/8gpu_ddp.yaml, with --grad_checkpointing for ViT-H/g")
+# %% ../nbs/12_recipes.ipynb #b2a51eaf
+def _env_flag(name:str) -> bool: return os.environ.get(name, '').lower() in ('1', 'true', 'yes')
+
+def check_launch(script:str='pretrain'):
+    "Refuse, before any work, an FSDP launch the `script` (pretrain or finetune) cannot run."
+    if not _env_flag('ACCELERATE_USE_FSDP'): return
+    if script != 'pretrain':
+        raise ValueError(f"launched with FSDP, which {script} does not support (its checkpoints and evaluation run on the first "
+                         "process alone); use configs/accelerate/8gpu_ddp.yaml")
+    if os.environ.get('FSDP_VERSION', '1') != '2':
+        raise ValueError(f"launched with FSDP version {os.environ.get('FSDP_VERSION', '1')}; pretraining supports FSDP2 only "
+                         "(fsdp_version: 2, as in configs/accelerate/8gpu_fsdp.yaml)")
+    if _env_flag('FSDP_ACTIVATION_CHECKPOINTING'):
+        raise ValueError("launched with fsdp_activation_checkpointing; set it false and pass --grad_checkpointing, which "
+                         "recomputes each block itself")
 
 # %% ../nbs/12_recipes.ipynb #3d2fd141
 SCRIPT_DEFAULTS = dict(
@@ -301,7 +310,7 @@ def model_overrides(s:dict) -> dict:
     r = get_recipe(s['recipe']) if s.get('recipe') else None
     return dict(r.flags.get('model', {})) if r is not None and s.get('preset') == r.preset else {}
 
-# %% ../nbs/12_recipes.ipynb #a8e27056
+# %% ../nbs/12_recipes.ipynb #3f8279ce
 def _fmt(v) -> str: return f'{v:g}' if isinstance(v, float) else str(v)
 
 def _batch_line(label:str, batch:int, world:int, accum:int, blr:float) -> str:
@@ -312,7 +321,7 @@ def _batch_line(label:str, batch:int, world:int, accum:int, blr:float) -> str:
 def apply_recipe(s:dict, script:str, world:int|None=None, log=print) -> dict:
     "Fill settings `s` (None = not given) from `s['recipe']` and the script's defaults; refuse contradictions; report."
     if script not in SCRIPT_DEFAULTS: raise ValueError(f"script must be pretrain or finetune, got {script!r}")
-    check_launch()
+    check_launch(script)
     name = s.get('recipe')
     explicit = {k for k, v in s.items() if v is not None and v is not False}
     if name is None:

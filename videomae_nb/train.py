@@ -289,7 +289,7 @@ def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> t
         if score > best_score: best, best_score = clip, score
     return best
 
-# %% ../nbs/07_training.ipynb #0f08c5c8
+# %% ../nbs/07_training.ipynb #ece20ebc
 def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     from accelerate import Accelerator
     acc = Accelerator(cpu=s['cpu'], mixed_precision=s['mixed_precision'])
@@ -317,23 +317,26 @@ def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
         n_enc = count_params(model.encoder)
     opt = make_optimizer(model, peak, s['weight_decay'], impl=s['optimizer_impl'])
     gen = torch.Generator().manual_seed(s['seed'] * 1000 + rank)
-    start = 0
+    start, fsdp = 0, _is_fsdp(acc)
+    names = _param_names(model, opt)
     if ckpt is not None:
         model_sd, state = load_checkpoint(ckpt)
         saved = (state.get('config') or {}).get('model')
         if saved is not None and saved != cfg.to_dict():
             diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if saved.get(k) != v}
             raise ValueError(f"--resume {str(ckpt)!r}: the checkpoint is of another architecture; (checkpoint, this run): {diff}")
-        model.load_state_dict(model_sd)
-        opt.load_state_dict(state['optimizer'])
+        model.load_state_dict(model_sd)                       # every process, before sharding (FSDP shards what it is given)
+        if not fsdp: opt.load_state_dict(state['optimizer'])
         gen.set_state(state['mask_rng'][rank] if rank < len(state['mask_rng']) else state['mask_rng'][0])
         start = state['step']
     if s['torch_compile']: model = torch.compile(model)
     model, opt = acc.prepare(model, opt)
+    if ckpt is not None and fsdp: _load_sharded_optimizer(model, opt, state['optimizer'], names)
     if ckpt is not None and state.get('scaler') is not None and acc.scaler is not None: acc.scaler.load_state_dict(state['scaler'])
 
     acc.print(f"videomae-nb: preset {s['preset']} ({n_enc/1e6:.1f}M encoder params), "
-              f"{n_videos} videos, {s['frames']}x{s['size']}x{s['size']} clips, stride {s['stride']}, device {acc.device}, {world} process(es)")
+              f"{n_videos} videos, {s['frames']}x{s['size']}x{s['size']} clips, stride {s['stride']}, device {acc.device}, {world} process(es)"
+              + (", FSDP (weights, gradients and optimizer state sharded)" if fsdp else ''))
     acc.print(f"effective batch: {eff_batch} videos = {s['batch_size']} per process x {world} processes x {s['accum']} accumulation"
               + (f" ({eff_batch * s['num_sample']} clips with num_sample {s['num_sample']}; lr scaled by videos, as VideoMAE V2)" if s['num_sample'] > 1 else ''))
     acc.print(f"lr = {s['blr']:g} x {eff_batch} / 256 = {peak:.3g} (min {floor:.3g}), warmup {warmup} of {total} steps; "
@@ -449,18 +452,22 @@ def _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, wa
     acc.print(f"done: {total} steps in {time.perf_counter() - t0:.1f}s, last loss {last_loss:.4f}; run folder {run_dir}")
     return dict(run_dir=str(run_dir), loss=last_loss, steps=total, skipped=n_skip, fp16_skipped=fp16_skipped)
 
-# %% ../nbs/07_training.ipynb #676ae4ef
+# %% ../nbs/07_training.ipynb #58b10af0
 def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teachers=None):
     "Checkpoint and pictures, written once (main process); every process's mask generator state is kept."
     states = acc.gather(gen.get_state().to(acc.device)[None]).cpu() if acc.num_processes > 1 else gen.get_state()[None]
     acc.wait_for_everyone()
-    if acc.is_main_process:
+    if _is_fsdp(acc): model_sd, opt_sd = _gather_full_state(model, opt)        # every process takes part; full on the first
+    elif acc.is_main_process:
         net = acc.unwrap_model(model)
         net = getattr(net, '_orig_mod', net)
-        state = dict(optimizer=opt.state_dict(), mask_rng=[st.clone() for st in states], config=dict(settings=s, model=cfg.to_dict()),
+        model_sd, opt_sd = net.state_dict(), opt.state_dict()
+    if acc.is_main_process:
+        state = dict(optimizer=opt_sd, mask_rng=[st.clone() for st in states], config=dict(settings=s, model=cfg.to_dict()),
                      scaler=acc.scaler.state_dict() if acc.scaler is not None else None)
-        save_checkpoint(run_dir, step, net.state_dict(), state, s['keep'])
+        save_checkpoint(run_dir, step, model_sd, state, s['keep'])
         plot_loss(run_dir, ylabel='distillation loss (img + vid)' if teachers is not None else 'reconstruction loss (MSE)')
+        if demo_clip is not None and _is_fsdp(acc): net = _plain_copy(s, cfg, teachers, model_sd, acc.device)
         if demo_clip is not None and teachers is not None:
             grid = token_grid(*demo_clip.shape[-3:], cfg.tubelet_size, cfg.patch_size)
             plot_features(net, *teachers, demo_clip, masks(1, grid, torch.Generator().manual_seed(s['seed']))[0], run_dir/'features.png',
@@ -470,6 +477,45 @@ def _save(acc, model, opt, gen, s, cfg, run_dir, step, masks, demo_clip, teacher
                                 title=f"{s['preset']} after {step} steps, {masks.kind} mask {masks.ratio}: "
                                       + ("predicted normalized patches shown as 0.5+z/4 (no hidden-patch statistics used)" if s['target'] == 'norm' else "predicted pixels"))
     acc.wait_for_everyone()
+
+# %% ../nbs/07_training.ipynb #f2a87ddf
+def _is_fsdp(acc) -> bool:
+    "Whether `acc` shards the model (FSDP)."
+    from accelerate.utils import DistributedType
+    return acc.distributed_type == DistributedType.FSDP
+
+def _param_names(model:nn.Module, opt) -> list[str]:
+    "The optimizer's parameters by name, in the order `Optimizer.state_dict()` numbers them."
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for g in opt.param_groups for p in g['params']]
+
+def _gather_full_state(model, opt) -> tuple[dict, dict]:
+    "Full weights and optimizer state of a sharded model, on the CPU of the first process (`{}` elsewhere). Collective."
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict, StateDictOptions
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_sd, osd = get_model_state_dict(model, options=full), get_optimizer_state_dict(model, getattr(opt, 'optimizer', opt), options=full)
+    if not osd: return model_sd, osd
+    index = {n: i for i, n in enumerate(n for g in osd['param_groups'] for n in g['params'])}    # name → number
+    return model_sd, dict(state={index[n]: v for n, v in osd['state'].items()},
+                          param_groups=[{**g, 'params': [index[n] for n in g['params']]} for g in osd['param_groups']])
+
+def _load_sharded_optimizer(model, opt, saved:dict, names:list[str]):
+    "Load a checkpoint's (numbered, full) optimizer state into the optimizer of a sharded model; `names` = `_param_names`."
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict, StateDictOptions
+    n = sum(len(g['params']) for g in saved['param_groups'])
+    if n != len(names): raise ValueError(f"the checkpoint's optimizer holds {n} parameters, this model {len(names)}")
+    by_name = dict(state={names[i]: v for i, v in saved['state'].items()},
+                   param_groups=[{**g, 'params': [names[i] for i in g['params']]} for g in saved['param_groups']])
+    set_optimizer_state_dict(model, getattr(opt, 'optimizer', opt), by_name,            # the torch optimizer inside Accelerate's
+                             options=StateDictOptions(full_state_dict=True))
+
+def _plain_copy(s:dict, cfg, teachers, model_sd:dict, device) -> nn.Module:
+    "An unsharded copy of the trained model from its full weights, for pictures (global random state untouched)."
+    with torch.random.fork_rng(devices=[]):
+        net = (MVDStudent(cfg, teachers[0].embed_dim, teachers[1].cfg.dim, s['frames'], s['size']) if teachers is not None
+               else VideoMAE(cfg, normalize_target=s['target'] == 'norm'))
+    net.load_state_dict(model_sd)
+    return net.to(device)
 
 # %% ../nbs/07_training.ipynb #de68cc2d
 def cli():
