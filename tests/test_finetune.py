@@ -159,7 +159,7 @@ def test_distributed_evaluation_counts_every_video_once(tmp_path, lists):
     (tmp_path/'dist.py').write_text(DIST)
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
     one = subprocess.run([sys.executable, str(tmp_path/'dist.py'), str(tmp_path/'list.csv')], capture_output=True, text=True, env=env, timeout=300)
-    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517',
+    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                           str(tmp_path/'dist.py'), str(tmp_path/'list.csv')], capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0 and two.returncode == 0, (one.stderr[-1500:], two.stderr[-1500:])
     a = json.loads(one.stdout.split('RESULT ')[1]); b = json.loads(two.stdout.split('RESULT ')[1])
@@ -290,15 +290,15 @@ def test_two_processes_train_test_and_resume_exactly(tmp_path, lists):
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
     args = ['videomae_nb/finetune.py', '--cpu', '--data_path', str(lists), '--frames', '4', '--stride', '4', '--size', '32', '--batch_size', '2',
             '--steps', '6', '--save_every', '3', '--keep', '5', '--eval_every', '3', '--test_num_crop', '1', '--num_workers', '0', '--quiet']
-    run = lambda port, *extra: subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(port),
+    run = lambda *extra: subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                                                *args, *extra], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
-    full = run(29561, '--out', str(tmp_path/'full'))
+    full = run('--out', str(tmp_path/'full'))
     assert full.returncode == 0, full.stderr[-2000:]
     assert '2 process(es)' in full.stdout and json.loads((tmp_path/'full'/'test.json').read_text())['videos'] == 4
     assert len(list(csv.DictReader(open(tmp_path/'full'/'predictions.csv')))) == 4
     (tmp_path/'part'/'checkpoints').mkdir(parents=True)
     shutil.copytree(tmp_path/'full'/'checkpoints'/'checkpoint-0000003', tmp_path/'part'/'checkpoints'/'checkpoint-0000003')
-    part = run(29562, '--out', str(tmp_path/'part'), '--resume', 'auto', '--no_test')
+    part = run('--out', str(tmp_path/'part'), '--resume', 'auto', '--no_test')
     assert part.returncode == 0 and 'resuming from step 3' in part.stdout, part.stderr[-2000:]
     a = load_file(str(tmp_path/'full'/'checkpoints'/'checkpoint-0000006'/'model.safetensors'))
     b = load_file(str(tmp_path/'part'/'checkpoints'/'checkpoint-0000006'/'model.safetensors'))
