@@ -590,7 +590,7 @@ def cli():
     "Console-script entry point of `videomae-finetune` (exits 0; `main`'s returned dict is for Python callers)."
     main()
 
-# %% ../nbs/09_finetune.ipynb #dd8a2aa3
+# %% ../nbs/09_finetune.ipynb #ce3c53de
 @call_parse
 def main(data_path:str=None,            # folder with train.csv, val.csv, test.csv (`path label` lines), or a folder of class folders
          train_list:str=None,           # training list (instead of, or overriding, data_path's train.csv)
@@ -664,4 +664,5 @@ def main(data_path:str=None,            # folder with train.csv, val.csv, test.c
     s['out'] = broadcast_object_list(name)[0] if acc.num_processes > 1 else name[0]      # one run folder for all processes
     run_dir, ckpt = (Path(s['out']), None) if eval else _resolve_run(s)
     lists = _resolve_lists(acc, s, run_dir)
-    return _eval_only(acc, s, run_dir, lists) if eval else _finetune(acc, s, cfg, run_dir, ckpt, lists)
+    try: return _eval_only(acc, s, run_dir, lists) if eval else _finetune(acc, s, cfg, run_dir, ckpt, lists)
+    finally: acc.end_training()        # shut the process group down before exit (gloo's threads abort the process otherwise)

@@ -289,7 +289,7 @@ def picture_clip(paths, frames:int, stride:int, size:int, max_videos:int=8) -> t
         if score > best_score: best, best_score = clip, score
     return best
 
-# %% ../nbs/07_training.ipynb #ece20ebc
+# %% ../nbs/07_training.ipynb #c3cc6a66
 def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
     from accelerate import Accelerator
     acc = Accelerator(cpu=s['cpu'], mixed_precision=s['mixed_precision'])
@@ -358,7 +358,8 @@ def _train(s:dict, cfg, run_dir:Path, ckpt:Path|None) -> dict:
                              pin_memory=s['pin_memory'] and acc.device.type == 'cuda', device_augment=s['device_augment'],
                              persistent_workers=s['persistent_workers'])
     if acc.is_main_process: _start_run_dir(run_dir, s, cfg, start, total, eff_batch, peak)
-    return _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch, teachers)
+    try: return _loop(acc, model, opt, loader, masks, gen, cfg, s, run_dir, start, total, warmup, peak, floor, n_videos, eff_batch, teachers)
+    finally: acc.end_training()        # shut the process group down before exit (gloo's threads abort the process otherwise)
 
 # %% ../nbs/07_training.ipynb #5e41c163
 def _start_run_dir(run_dir:Path, s:dict, cfg, start:int, total:int, eff_batch:int, peak:float):
