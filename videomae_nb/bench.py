@@ -101,7 +101,7 @@ def _forward_flops(fn) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as fc: fn()
     return float(fc.get_total_flops())
 
-# %% ../nbs/11_benchmarks.ipynb #a6a9ae45
+# %% ../nbs/11_benchmarks.ipynb #6a4bd2b0
 def make_step(objective:str='videomae', preset:str='small', frames:int=16, size:int=224, batch:int=2, precision:str='fp32',
               device=None, compile:bool=False, grad_checkpointing:bool=False, optimizer_impl:str='auto',
               cpu_matmul:str|None=None, mask_ratio:float=0.9, decoder_mask_ratio:float=0.5, seed:int=0) -> StepBench:
@@ -125,7 +125,7 @@ def make_step(objective:str='videomae', preset:str='small', frames:int=16, size:
     video = _clips(batch, frames, size, seed)
     if dev.type == 'cuda': video = video.pin_memory()
     x = as_model_input(video.to(dev))
-    m, dm = masks(batch, model_grid := (frames // cfg.tubelet_size, size // cfg.patch_size, size // cfg.patch_size), torch.Generator().manual_seed(seed))
+    m, dm = masks(batch, (frames // cfg.tubelet_size, size // cfg.patch_size, size // cfg.patch_size), torch.Generator().manual_seed(seed))
     m, dm = m.to(dev), (dm.to(dev) if dm is not None else None)
     if teachers is None: flops = 3 * _forward_flops(lambda: model(x, m, dm))
     else: flops = 3 * _forward_flops(lambda: model(x, m)) + _forward_flops(lambda: teacher_targets(*teachers, x))

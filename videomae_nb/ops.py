@@ -75,11 +75,13 @@ class OneDNNLinear(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]: db = g2.sum(0)
         return dx, dw, db
 
-# %% ../nbs/00a_ops.ipynb #82f98bda
+# %% ../nbs/00a_ops.ipynb #8f4fd6be
+try: from torch.utils._python_dispatch import _get_current_dispatch_mode
+except ImportError: _get_current_dispatch_mode = lambda: True      # unknown: assume one watches, use `F.linear`
+
 def _dispatch_mode_active() -> bool:
     "Whether a `TorchDispatchMode` (FLOP counting, fake tensors, ...) is watching: they know `aten` ops, not oneDNN's."
-    try: from torch.utils._python_dispatch import _get_current_dispatch_mode; return _get_current_dispatch_mode() is not None
-    except ImportError: return True
+    return _get_current_dispatch_mode() is not None
 
 def linear(x:torch.Tensor, weight:torch.Tensor, bias:torch.Tensor|None=None) -> torch.Tensor:
     "`F.linear`; fp32 CPU tensors outside autocast go through oneDNN when `cpu_matmul()` is 'onednn'."
