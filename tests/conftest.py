@@ -34,3 +34,11 @@ def data_dir(): return DATA
 
 @pytest.fixture
 def make_video(): return write_video
+
+def pytest_terminal_summary(terminalreporter):
+    "Name the versions the suite ran on (CI installs into a fresh virtualenv, as a newcomer does)."
+    import platform, torch
+    try: import transformers; hf = transformers.__version__
+    except ImportError: hf = 'not installed'
+    terminalreporter.write_line(f"environment: Python {platform.python_version()}, torch {torch.__version__}, "
+                                f"transformers {hf}, {sys.prefix}")

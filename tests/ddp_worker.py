@@ -44,6 +44,7 @@ def main(out:str, data:str, global_batch:int=4, n_shards:int=2, steps:int=3):
                         weights_head=flat[:64].tolist()))
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out)/f'rank{rank}-of{world}.json').write_text(json.dumps(log))
+    acc.end_training()            # shut the process group down (gloo aborts at exit otherwise)
 
 if __name__ == '__main__':
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

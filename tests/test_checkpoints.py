@@ -7,11 +7,12 @@ from videomae_nb.encoder import get_config, VideoEncoder, vit_base, vit_giant
 from videomae_nb.decoder import VideoDecoder
 from videomae_nb.patching import TubeletEmbed, token_grid, sincos_table_1d
 from videomae_nb.masking import tube_mask
+from videomae_nb.mvd import sincos_table_3d
 from videomae_nb.videomae import VideoMAE
 from videomae_nb.finetune import VideoClassifier
 from videomae_nb import checkpoints as ck
 from videomae_nb.checkpoints import (load_weights, CheckpointError, DECODER_KEYS, FINETUNE_FROM_PRETRAIN, resize_pos_table,
-                                     v2_pos_table, read_state_dict, canonical_state_dict, to_hf, from_hf, load_hf_model,
+                                     read_state_dict, canonical_state_dict, to_hf, from_hf, load_hf_model,
                                      hf_config, match_hf_eps, official_to_hf, infer_config, load_pretrained, fetch, RELEASES, main)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,7 +209,7 @@ def test_mae_image_teacher_loads_into_timm_vit():
 @pytest.mark.parametrize('frames,size', [(8, 224), (32, 224), (16, 160), (16, 320), (8, 160), (32, 320)])
 def test_position_tables_resize(frames, size):
     grid = token_grid(frames, size, size)
-    table = v2_pos_table(192, grid)
+    table = resize_pos_table(sincos_table_1d(1568, 192), (8, 14, 14), grid)
     assert table.shape == (1, grid[0] * grid[1] * grid[2], 192)
     base = sincos_table_1d(1568, 192).reshape(8, 14, 14, 192)
     out = table.reshape(*grid, 192)
@@ -222,13 +223,13 @@ def test_position_tables_resize(frames, size):
 
 @pytest.mark.parametrize('frames,size', [(8, 160), (32, 160), (8, 320)])
 def test_v2_finetune_table_at_other_sizes(finetune_sd, frames, size):
+    "V2's fine-tuning builds the model at its size (16 frames: the plain 1-D table of the grid; 8 or 32: a reshape error there)."
     clf = VideoClassifier(CFG, num_classes=400)
     grid = token_grid(frames, size, size)
-    rep = load_weights(clf, finetune_sd, grid=grid, v2_pos=True, verbose=False)
-    assert rep.resized == {'pos_embed': ((8, 14, 14), grid)}
-    assert torch.equal(clf.pos_embed, v2_pos_table(192, grid))
+    rep = load_weights(clf, finetune_sd, grid=grid, pos='1d', verbose=False)
+    assert rep.resized == {} and clf.pos_embed is None          # nothing stored, nothing interpolated: the 1-D table of the grid
     with torch.no_grad(): assert clf(torch.randn(1, 3, frames, size, size)).shape == (1, 400)
-    assert load_weights(VideoClassifier(CFG, 400), finetune_sd, grid=(8, 14, 14), v2_pos=True, verbose=False).resized == {}
+    assert load_weights(VideoClassifier(CFG, 400), finetune_sd, grid=(8, 14, 14), pos='1d', verbose=False).resized == {}
 
 # --- transformers ------------------------------------------------------------------------------------------------
 
@@ -278,9 +279,15 @@ def test_transformers_default_eps_reproduced_with_match_eps(kind):
     a, b = _outputs(ours, hf, kind)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
-def test_transformers_first_token_pooling_refused():
-    hf_cls = transformers.VideoMAEForVideoClassification(hf_config(get_config('tiny', depth=2, decoder_depth=1), 64, 8, pretrain=True, num_labels=3))
-    with pytest.raises(CheckpointError, match='first patch token'): from_hf(hf_cls, verbose=False)
+def test_transformers_first_token_pooling_loads_faithfully():
+    "use_mean_pooling=False (the first patch token after layernorm) is our pool='first'; once refused, now equal outputs."
+    hf_cls = _perturbed(transformers.VideoMAEForVideoClassification(hf_config(get_config('tiny', depth=2, decoder_depth=1), 64, 8,
+                                                                              pretrain=True, num_labels=3)))
+    match_hf_eps(hf_cls)
+    ours = from_hf(hf_cls, verbose=False)
+    assert ours.pooling == 'first'
+    a, b = _outputs(ours, hf_cls, 'classifier')
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 @pytest.mark.parametrize('kind', ['pretrain', 'classifier', 'encoder'])
 def test_ours_to_transformers_folder_and_back(tmp_path, kind):
@@ -302,7 +309,7 @@ def test_ours_to_transformers_folder_and_back(tmp_path, kind):
 
 def test_fixed_table_does_not_convert(tmp_path):
     clf = VideoClassifier(CFG, num_classes=3)
-    clf.pos_embed = v2_pos_table(192, (4, 4, 4))
+    clf.pos_embed = sincos_table_3d((4, 4, 4), 192)
     with pytest.raises(CheckpointError, match='fixed position table'): to_hf(clf, tmp_path/'x', num_frames=8, img_size=64)
 
 def test_v2_hub_remote_code_weights(tmp_path, finetune_sd):
@@ -345,7 +352,7 @@ def test_load_pretrained_from_a_local_file(tmp_path, pretrain_sd, finetune_sd):
     assert torch.equal(clf.blocks[0].attn.q_bias, pretrain_sd['encoder.blocks.0.attn.q_bias'])
     torch.save({'module': finetune_sd}, tmp_path/'ft.pth')
     v2 = load_pretrained('videomaev2-base-k710-distilled', path=tmp_path/'ft.pth', model=VideoClassifier(CFG, 400), num_frames=8, img_size=160, verbose=False)
-    assert v2.pos_embed.shape == (1, 4 * 10 * 10, 192)
+    assert v2.pos_embed is None and v2(torch.randn(1, 3, 8, 160, 160)).shape == (1, 400)   # the 1-D table of the 4x10x10 grid
     with pytest.raises(KeyError, match='videomae-base-k400-pretrain'): load_pretrained('videomae-base-k400-pretrian', path=tmp_path/'pt.pth')
 
 def test_fetch_errors_are_clear_and_offline(monkeypatch):

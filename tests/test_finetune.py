@@ -151,6 +151,7 @@ model = VideoClassifier(get_config('tiny', depth=1), num_classes=4, init_scale=1
 ds = MultiViewDataset(read_list_file(sys.argv[1]), 4, 4, size=32, num_clips=2, num_crops=1)
 r = evaluate(model, ds, acc, batch_size=2, num_workers=0)
 if acc.is_main_process: print('RESULT', json.dumps(dict(index=r['index'].tolist(), probs=r['probs'].tolist(), acc1=r['acc1'], videos=r['videos'])))
+acc.end_training()
 '''
 
 def test_distributed_evaluation_counts_every_video_once(tmp_path, lists):

@@ -12,12 +12,12 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from fastcore.script import call_parse
+from .cli import script, run_cli
 from .data import (PretrainDataset, as_model_input, open_video, sample_frame_indices, multiscale_crop_box,
                               clip_transform, device_clips, video_paths, item_generator)
 from .encoder import get_config
 from .videomae import VideoMAE, pretrain_macs
-from .ops import cpu_matmul_mode, cpu_matmul, onednn_available, linear
+from .ops import cpu_matmul_mode, cpu_matmul, onednn_available, linear, count_flops
 from .train import make_optimizer, MaskSpec, train_step, train_step_mvd
 from .mvd import MVDStudent, mvd_config, make_teachers, teacher_targets, DEFAULT_TEACHERS
 
@@ -97,9 +97,7 @@ def _clips(batch:int, frames:int, size:int, seed:int) -> torch.Tensor:
     return torch.randint(0, 256, (batch, 3, frames, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
 
 def _forward_flops(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-    with torch.no_grad(), FlopCounterMode(display=False) as fc: fn()
-    return float(fc.get_total_flops())
+    with torch.no_grad(): return count_flops(fn)
 
 # %% ../nbs/11_benchmarks.ipynb #6a4bd2b0
 def make_step(objective:str='videomae', preset:str='small', frames:int=16, size:int=224, batch:int=2, precision:str='fp32',
@@ -346,10 +344,10 @@ def cli():
     import sys
     sys.argv = [a.split('=', 1)[0].replace('-', '_').replace('__', '--', 1) + ('=' + a.split('=', 1)[1] if '=' in a else '')
                 if a.startswith('--') else a for a in sys.argv]
-    main()
+    run_cli(main, 'videomae-bench')
 
 # %% ../nbs/11_benchmarks.ipynb #dc6946c5
-@call_parse
+@script('videomae-bench')
 def main(preset:str='small',           # model size: tiny, small, base, large, huge, giant
          objective:str='videomae,v2',  # comma-separated: videomae, v2 (dual masking), mvd
          frames:int=16,                # frames per clip

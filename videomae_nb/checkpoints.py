@@ -4,25 +4,26 @@
 
 # %% ../nbs/10_checkpoints.ipynb #b8ab6dae
 from __future__ import annotations
-import re, json, math, pickle, fnmatch, argparse, difflib, contextlib
+import re, json, math, pickle, fnmatch, argparse, difflib, contextlib, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
-from fastcore.script import call_parse
+from .cli import script, run_cli
 from .patching import sincos_table_1d, token_grid
 from .encoder import ViTConfig, VideoEncoder, PRESETS, get_config
 from .videomae import VideoMAE
 from .finetune import VideoClassifier
+from .mvd import sincos_table_3d
 
 # %% auto #0
-__all__ = ['DECODER_KEYS', 'FINETUNE_FROM_PRETRAIN', 'RELEASES', 'official_to_hf', 'hf_to_official', 'hf_config', 'match_hf_eps',
-           'CheckpointError', 'read_state_dict', 'strip_wrappers', 'sniff_format', 'canonical_state_dict',
-           'resize_pos_table', 'v2_pos_table', 'guess_grid', 'LoadReport', 'load_weights', 'infer_config', 'model_kind',
-           'model_from_state_dict', 'to_hf', 'load_hf_model', 'from_checkpoint', 'from_hf', 'Release', 'release',
-           'fetch', 'load_pretrained', 'save_ours', 'convert', 'cli', 'main']
+__all__ = ['DECODER_KEYS', 'FINETUNE_FROM_PRETRAIN', 'POS_TABLES', 'RELEASES', 'official_to_hf', 'hf_to_official', 'hf_config',
+           'match_hf_eps', 'CheckpointError', 'read_state_dict', 'strip_wrappers', 'sniff_format',
+           'canonical_state_dict', 'resize_pos_table', 'guess_grid', 'LoadReport', 'load_weights', 'infer_config',
+           'model_kind', 'model_from_state_dict', 'to_hf', 'load_hf_model', 'from_checkpoint', 'from_hf', 'Release',
+           'release', 'fetch', 'load_pretrained', 'save_ours', 'convert', 'cli', 'main']
 
 # %% ../nbs/10_checkpoints.ipynb #d4ee7487
 _BLOCK_RENAMES = [('norm1.', 'layernorm_before.'), ('norm2.', 'layernorm_after.'), ('attn.proj.', 'attention.output.dense.'),
@@ -115,6 +116,9 @@ def match_hf_eps(hf_model, eps:float=1e-6):
 # %% ../nbs/10_checkpoints.ipynb #a863276a
 class CheckpointError(ValueError):
     "A checkpoint that cannot be read or loaded as asked; the message says which file, what and why."
+    def __init__(self, message:str, summary:str|None=None):
+        super().__init__(message)
+        self.summary = summary or ' '.join(message.split())      # the one line a command prints
 
 def _safe_globals() -> list:
     "Plain-data classes that official checkpoints pickle next to the weights (`args`, numpy scalars)."
@@ -129,7 +133,10 @@ def _torch_load(path:Path):
         with torch.serialization.safe_globals(_safe_globals()): return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         what = re.search(r'GLOBAL ([\w.]+)', str(e))
-        raise CheckpointError(f"{str(path)!r} holds Python objects besides tensors ({what[1] if what else 'unknown class'}) and is "
+        if what is None:                             # not a pickle of objects at all: a text file, a truncated download
+            raise CheckpointError(f"{str(path)!r} is not a readable PyTorch checkpoint (no pickle of tensors: "
+                                  f"{' '.join(str(e).split('WeightsUnpickler error:')[-1].split())[:80]})") from e
+        raise CheckpointError(f"{str(path)!r} holds Python objects besides tensors ({what[1]}) and is "
                               f"loaded with weights_only=True, so it is refused. If you trust the file, re-save only its weights: "
                               f"torch.save(torch.load(path, weights_only=False)['model'], 'weights.pth')") from e
     except Exception as e:                           # a text file, a truncated download, another format
@@ -176,10 +183,10 @@ def _unwrap(obj, where:str) -> tuple[dict, str|None]:
 
 # %% ../nbs/10_checkpoints.ipynb #a1cc6a0c
 def read_state_dict(src) -> tuple[dict, dict]:
-    "`(tensors, info)` of a path (file or folder), a state dict or a module; info has `source`, `container`, `config`."
-    info = dict(source='state dict', container=None, config=None)
+    "`(tensors, info)` of a path (file or folder), a state dict or a module; info: `source`, `container`, `config`, `ours`."
+    info = dict(source='state dict', container=None, config=None, ours=False)
     if isinstance(src, nn.Module):
-        info['source'] = type(src).__name__
+        info['source'], info['ours'] = type(src).__name__, isinstance(src, (VideoEncoder, VideoMAE))
         cfg = getattr(src, 'config', None)
         info['config'] = cfg.to_dict() if hasattr(cfg, 'to_dict') else None
         obj = src.state_dict()
@@ -188,6 +195,7 @@ def read_state_dict(src) -> tuple[dict, dict]:
         path = Path(src); info['source'] = str(path)
         if not path.exists(): raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
         if path.is_dir(): path, info['config'] = _weights_in_folder(path)
+        info['ours'] = (path.parent/'state.pt').is_file() or 'videomae_nb' in (info['config'] or {})   # our checkpoints
         obj = _read_file(path)
     sd, info['container'] = _unwrap(obj, info['source'])
     return sd, info
@@ -237,10 +245,6 @@ def resize_pos_table(table:torch.Tensor, old_grid:tuple[int,int,int], new_grid:t
     return rearrange(x, '(h w) d t -> 1 (t h w) d', h=H, w=W).to(table.dtype)
 
 # %% ../nbs/10_checkpoints.ipynb #dbae94a8
-def v2_pos_table(dim:int, grid:tuple[int,int,int], base_grid:tuple[int,int,int]=(8, 14, 14)) -> torch.Tensor:
-    "VideoMAE V2's fine-tuning table `(1, N, dim)` for `grid`: the `base_grid` (16×224²) 1-D table, resized."
-    return resize_pos_table(sincos_table_1d(math.prod(base_grid), dim), base_grid, grid)
-
 def guess_grid(n:int, t:int=8) -> tuple[int,int,int]:
     "The `(t, s, s)` grid of a position table with `n` rows, for `t` temporal positions (8 = 16 frames)."
     s = math.isqrt(n // t) if n % t == 0 else 0
@@ -325,23 +329,22 @@ def _fit_shapes(placed:dict, target:dict, rep:LoadReport, reinit_head:bool, head
     return new
 
 # %% ../nbs/10_checkpoints.ipynb #c01b5a56
+POS_TABLES = ('1d', '3d')
+
 def _pos_slot(model:nn.Module, prefix:str) -> nn.Module|None:
     "The module whose `pos_embed` buffer can take a fixed table (our `VideoClassifier`), if any."
     try: mod = model.get_submodule(prefix.rstrip('.')) if prefix else model
     except AttributeError: return None
     return mod if 'pos_embed' in getattr(mod, '_buffers', {}) else None
 
-def _position_table(sd, new, target, model, prefix, rep, grid, source_grid, v2_pos):
-    "Resize/place a stored table; returns `(module, table)` to set as a fixed `pos_embed`, or None."
+def _position_table(sd, new, target, model, prefix, rep, tables:dict):
+    "Resize/place a stored table, or make the one `tables['pos']` names; returns `(module, table)` for a fixed `pos_embed`."
     key, slot = prefix + 'pos_embed', _pos_slot(model, prefix)
-    table = sd.get('pos_embed')
-    if table is None:
-        if not (v2_pos and slot is not None and grid is not None): return None
-        dim, p = slot.cfg.dim, slot.cfg.patch_size
-        base = (8, 224 // p, 224 // p)
-        if tuple(grid) == base: return None                        # the 1-D table built on the fly is the same
-        rep.resized[key] = (base, tuple(grid)); rep.notes.append("pos_embed: VideoMAE V2's table for another size (interpolated, not rebuilt)")
-        return slot, v2_pos_table(dim, tuple(grid), base)
+    table, grid, source_grid = sd.get('pos_embed'), tables['grid'], tables['source_grid']
+    if table is None: return _named_table(slot, rep, tables)
+    if tables['pos'] == '1d':
+        rep.problems.append(f"pos='1d', but the source stores its own position table {tuple(table.shape)}; drop pos= to use it")
+        return None
     if key in target and target[key].shape == table.shape: new[key] = table; return None
     if key not in target and slot is None: return None             # nowhere to put it: stays unexpected
     src_grid = tuple(source_grid) if source_grid else guess_grid(table.shape[-2])
@@ -354,9 +357,38 @@ def _position_table(sd, new, target, model, prefix, rep, grid, source_grid, v2_p
     rep.notes.append(f"pos_embed: the source's fixed table {tuple(table.shape)} is the model's position table")
     return slot, table
 
+def _named_table(slot, rep:LoadReport, tables:dict):
+    "A source without a table: the 1-D table built on the fly, or MVD's 3-D table (`pos='3d'`) as a fixed one."
+    if tables['pos'] == '3d':
+        if slot is None:
+            rep.problems.append("pos='3d': this model builds VideoMAE's 1-D table on the fly; a 3-D table needs a VideoClassifier")
+            return None
+        p = slot.cfg.patch_size
+        grid = tuple(tables['grid']) if tables['grid'] else (8, 224 // p, 224 // p)
+        rep.notes.append(f"pos_embed: MVD's 3-D sin-cos table for the token grid {grid} (pos='3d')")
+        return slot, sincos_table_3d(grid, slot.cfg.dim)
+    if tables['pos'] is None and slot is not None and not tables['known']:
+        rep.notes.append(_ASSUMED_1D)
+    return None
+
+_ASSUMED_1D = "position table: 1-D, assumed (the source cannot tell; see pos=)"
+
+def _warn_assumed_table(rep:LoadReport):
+    "After a load that assumed the 1-D table, the warning that names the option (a refused load says nothing of it)."
+    if _ASSUMED_1D in rep.notes:
+        warnings.warn(f"{rep.source} does not say which position table it was trained with, so it is loaded with VideoMAE's "
+                      "1-D sin-cos table; MVD fine-tuned weights need MVD's 3-D table: pass pos='3d' (--pos 3d), or pos='1d' "
+                      "to confirm", stacklevel=4)
+
+def _table_known(fmt:str, info:dict) -> bool:
+    "Whether a source without a stored table says it uses the 1-D one (official pretraining, transformers, V2 hub, ours)."
+    return fmt == 'official-pretrain' or fmt.startswith('transformers') or bool(info.get('ours')) \
+           or 'model_config' in (info.get('config') or {})
+
 # %% ../nbs/10_checkpoints.ipynb #e294f705
 def _load(model:nn.Module, raw:dict, info:dict, allow_missing=(), allow_unexpected=(), reinit_head:bool=True, head_rows=None,
-          grid=None, source_grid=None, v2_pos:bool=False, prefix:str|None=None, verbose:bool=True) -> LoadReport:
+          grid=None, source_grid=None, pos:str|None=None, prefix:str|None=None, verbose:bool=True) -> LoadReport:
+    if pos not in (None,) + POS_TABLES: raise ValueError(f"pos must be one of {', '.join(POS_TABLES)} (or None), got {pos!r}")
     sd, fmt, removed = canonical_state_dict(raw)
     where = info['source'] + (f", weights under {info['container']!r}" if info['container'] else '') + (f", removed {' '.join(removed)}" if removed else '')
     rep = LoadReport(where, fmt, type(model).__name__)
@@ -364,29 +396,69 @@ def _load(model:nn.Module, raw:dict, info:dict, allow_missing=(), allow_unexpect
     prefix = _encoder_prefix(target) if prefix is None else prefix
     placed, extra = _place({k: v for k, v in sd.items() if k != 'pos_embed'}, target, prefix)
     new = _fit_shapes(placed, target, rep, reinit_head, head_rows)
-    fixed = _position_table(sd, new, target, model, prefix, rep, grid, source_grid, v2_pos)
+    _check_pooling(sd, model, new, rep)
+    tables = dict(grid=grid, source_grid=source_grid, pos=pos, known=_table_known(fmt, info))
+    fixed = _position_table(sd, new, target, model, prefix, rep, tables)
     if 'pos_embed' in sd and prefix + 'pos_embed' not in target and fixed is None: extra.append('pos_embed')
-    _check(rep, new, target, extra, allow_missing, allow_unexpected, {prefix + 'pos_embed'} if fixed else set())
+    _check(rep, new, target, extra, (allow_missing, allow_unexpected), _depths(sd, target, prefix),
+           {prefix + 'pos_embed'} if fixed else set())
     _notes(rep, sd, info, model)
-    if rep.problems: raise CheckpointError(str(rep))
+    if rep.problems: raise CheckpointError(str(rep), summary=f"{rep.source}: refused: " + '; '.join(rep.problems))
     model.load_state_dict(new, strict=False)
     if fixed is not None: fixed[0].pos_embed = fixed[1].to(next(model.parameters()).device)
     _verify(model, new, rep)
+    _warn_assumed_table(rep)
     if verbose: print(rep)
     return rep
 
 # %% ../nbs/10_checkpoints.ipynb #7d44999a
 def _allowed(key:str, patterns) -> bool: return any(fnmatch.fnmatchcase(key, p) for p in ([patterns] if isinstance(patterns, str) else patterns))
 
-def _check(rep:LoadReport, new:dict, target:dict, extra:list, allow_missing, allow_unexpected, filled:set=frozenset()):
-    "Fill `loaded`/`missing`/`unexpected` and a problem for each key not allowed."
+def _check(rep:LoadReport, new:dict, target:dict, extra:list, allow:tuple, depths:dict, filled:set=frozenset()):
+    "Fill `loaded`/`missing`/`unexpected` and a problem for each key not allowed; `allow` = (missing, unexpected) patterns."
     rep.loaded = list(new)
     missing = [k for k in target if k not in new and k not in rep.reinitialized and k not in filled]
-    bad_m, bad_u = [k for k in missing if not _allowed(k, allow_missing)], [k for k in extra if not _allowed(k, allow_unexpected)]
+    bad_m, bad_u = [k for k in missing if not _allowed(k, allow[0])], [k for k in extra if not _allowed(k, allow[1])]
     rep.missing, rep.unexpected = [k for k in missing if k not in bad_m], [k for k in extra if k not in bad_u]
+    for stack, (src, tgt, flag) in depths.items():            # keys not allowed because the model has another depth
+        build = f"build the model with {flag}={src} (from_checkpoint reads the architecture from the weights)"
+        in_stack = re.compile(r'(?:encoder\.)?' + ('decoder\\.' if stack == 'decoder' else '') + r'blocks\.\d+\.')
+        if src > tgt and any(in_stack.match(k) for k in bad_u):    # blocks the right model would hold: never "ignore them"
+            rep.problems.append(f"the source's {stack} has {src} blocks, this model's {tgt}: {build}")
+            bad_u = [k for k in bad_u if not in_stack.match(k)]
+        elif src < tgt and any(in_stack.match(k) for k in bad_m):
+            rep.problems.append(f"the source's {stack} has {src} blocks, this model's {tgt}: a truncated file, or {build}")
     if bad_m: rep.problems.append(f"missing in the source: {_groups(bad_m)}; pass allow_missing=[patterns] to keep them at init")
     if bad_u: rep.problems.append(f"unexpected in the source: {_groups(bad_u)}; pass allow_unexpected=[patterns] to ignore them")
     if not new: rep.problems.append("no tensor of the source fits the target: is this the right model?")
+
+def _depth(sd, prefix:str) -> int:
+    "Number of blocks `prefix0.`, `prefix1.`, ... in a state dict (0 if none)."
+    return 1 + max((int(m[1]) for k in sd if (m := re.match(re.escape(prefix) + r'(\d+)\.', k))), default=-1)
+
+def _depths(sd:dict, target:dict, prefix:str) -> dict:
+    "`{stack: (source blocks, target blocks, config field)}` of the encoder and decoder stacks both have."
+    pairs = dict(encoder=('blocks.', prefix + 'blocks.', 'depth'), decoder=('decoder.blocks.', 'decoder.blocks.', 'decoder_depth'))
+    out = {stack: (_depth(sd, a), _depth(target, b), flag) for stack, (a, b, flag) in pairs.items()}
+    return {k: v for k, v in out.items() if v[0] and v[1]}
+
+def _source_pooling(sd:dict) -> str|None:
+    "How a classifier checkpoint pools: 'mean' (`fc_norm`), 'first' (`norm` and a head, no `fc_norm`), or None."
+    if 'fc_norm.weight' in sd: return 'mean'
+    pretraining = any(k.startswith(('decoder.', 'encoder_to_decoder')) for k in sd)
+    return 'first' if 'head.weight' in sd and 'norm.weight' in sd and not pretraining else None
+
+def _check_pooling(sd:dict, model:nn.Module, new:dict, rep:LoadReport):
+    "A classifier whose head is loaded must pool as its source did (VideoMAE's `--use_cls`: `norm`, first token)."
+    src, ours = _source_pooling(sd), getattr(model, 'pooling', None)
+    head = any(_is_head(k) for k in new)
+    if src == 'first' and 'cls_token' in sd and head:
+        rep.problems.append("the source classifies its class token (MVD's --use_cls); VideoClassifier has no class token")
+    if src is None or ours is None or src == ours: return
+    say = dict(mean='mean-pools (fc_norm of the token mean)', first="classifies the first token after norm (--use_cls)")
+    if head: rep.problems.append(f"the source {say[src]}, this classifier {say[ours]}: build it with pool='{src}' "
+                                 "(from_checkpoint reads the pooling from the keys)")
+    else: rep.notes.append(f"the source {say[src]}; this classifier {say[ours]} with a new head")
 
 def _notes(rep:LoadReport, sd:dict, info:dict, model:nn.Module):
     "Warnings that do not refuse: all-zero attention biases, a head count that differs from the source's config."
@@ -412,12 +484,12 @@ def load_weights(model:nn.Module, src, *,
                  head_rows=None,           # row indices (or a JSON file of them) to re-index a source head, e.g. K710 → K400
                  grid=None,                # token grid (t, h, w) the model will run at, to resize position tables to
                  source_grid=None,         # grid of the source's stored table (default: guessed, 16 frames and square)
-                 v2_pos:bool=False,        # give a classifier VideoMAE V2's interpolated table for `grid`
+                 pos:str|None=None,        # a classifier's table when the source stores none: '1d' (V1/V2) or '3d' (MVD)
                  prefix:str|None=None,     # where the encoder sits in `model` (default: found from `patch_embed`)
                  verbose:bool=True) -> LoadReport:
     "Load a checkpoint (path, state dict or module) into `model` by name, strictly; print and return the report."
     return _load(model, *read_state_dict(src), allow_missing=allow_missing, allow_unexpected=allow_unexpected, reinit_head=reinit_head,
-                 head_rows=head_rows, grid=grid, source_grid=source_grid, v2_pos=v2_pos, prefix=prefix, verbose=verbose)
+                 head_rows=head_rows, grid=grid, source_grid=source_grid, pos=pos, prefix=prefix, verbose=verbose)
 
 # %% ../nbs/10_checkpoints.ipynb #e09d72eb
 _HEADS = {p().dim: p().heads for p in PRESETS.values()}
@@ -431,11 +503,11 @@ def infer_config(sd:dict, heads:int|None=None, decoder_heads:int|None=None) -> V
     hidden = sd['blocks.0.mlp.fc1.weight'].shape[0]
     mlp = hidden / D if int(D * (hidden / D)) == hidden else (hidden + 0.5) / D
     heads = heads or _HEADS.get(D) or _fail(f"width {D} is no preset's; pass heads=")
-    kw = dict(dim=D, depth=1 + max(int(m[1]) for k in sd if (m := re.match(r'blocks\.(\d+)\.', k))), heads=heads, mlp_ratio=mlp,
+    kw = dict(dim=D, depth=_depth(sd, 'blocks.'), heads=heads, mlp_ratio=mlp,
               patch_size=p, tubelet_size=pt, in_chans=C, qkv_bias='blocks.0.attn.q_bias' in sd)
     if 'decoder.blocks.0.norm1.weight' in sd:
         Dd = sd['decoder.blocks.0.norm1.weight'].shape[0]
-        kw.update(decoder_dim=Dd, decoder_depth=1 + max(int(m[1]) for k in sd if (m := re.match(r'decoder\.blocks\.(\d+)\.', k))),
+        kw.update(decoder_dim=Dd, decoder_depth=_depth(sd, 'decoder.blocks.'),
                   decoder_heads=decoder_heads or _DEC_HEADS.get(Dd) or _fail(f"decoder width {Dd} is no preset's; pass decoder_heads="))
     return ViTConfig(**kw)
 
@@ -453,7 +525,9 @@ def model_from_state_dict(sd:dict, kind:str='auto', heads:int|None=None, decoder
     if kind == 'auto': kind = 'pretrain' if 'decoder.blocks.0.norm1.weight' in sd else 'classifier' if 'fc_norm.weight' in sd or 'head.weight' in sd else 'encoder'
     cfg = infer_config(sd, heads, decoder_heads)
     if kind == 'pretrain': return VideoMAE(cfg)
-    if kind == 'classifier': return VideoClassifier(cfg, num_classes=sd['head.weight'].shape[0] if 'head.weight' in sd else 0)
+    if kind == 'classifier':
+        return VideoClassifier(cfg, num_classes=sd['head.weight'].shape[0] if 'head.weight' in sd else 0,
+                               pool='first' if _source_pooling(sd) == 'first' else 'mean')
     if kind == 'encoder': return VideoEncoder(cfg)
     raise ValueError(f"kind must be auto, pretrain, classifier or encoder, got {kind!r}")
 
@@ -465,13 +539,14 @@ def _hf_model_of(model:nn.Module, num_frames:int, img_size:int, id2label:dict|No
     import transformers
     kind = model_kind(model)
     if getattr(model, 'pos_embed', None) is not None:
-        raise CheckpointError("this classifier has a fixed position table (MVD's 3-D one or V2's resized one); transformers "
-                              "rebuilds the 1-D table from num_frames and image_size and cannot hold it")
+        raise CheckpointError("this classifier has a fixed position table (MVD's 3-D one); transformers rebuilds the 1-D "
+                              "table from num_frames and image_size and cannot hold it: convert it --to ours or --to pth")
     kw = dict(num_labels=getattr(model.head, 'out_features', 0)) if kind == 'classifier' else {}
     if id2label:
         if len(id2label) != kw.get('num_labels'): raise ValueError(f"id2label has {len(id2label)} labels, the model {kw.get('num_labels', 0)} classes")
         kw = dict(id2label={int(k): v for k, v in id2label.items()}, label2id={v: int(k) for k, v in id2label.items()})
-    cfg = hf_config(model.cfg, img_size, num_frames, pretrain=kind != 'classifier', **kw)
+    first = getattr(model, 'pooling', 'mean') == 'first'                 # classify the first token after the final norm
+    cfg = hf_config(model.cfg, img_size, num_frames, pretrain=kind != 'classifier' or first, **kw)
     cfg._attn_implementation = attn_implementation
     sd = official_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()})
     if kind == 'encoder': sd = {k[len('videomae.'):]: v for k, v in sd.items()}
@@ -514,7 +589,8 @@ def _hf_eps(model:nn.Module, eps:float):
     for name, m in model.named_modules():
         if isinstance(m, nn.LayerNorm): m.eps = 1e-5 if name in ('decoder.norm', 'fc_norm') else eps
 
-def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=False, verbose:bool=True) -> nn.Module:
+def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=False, verbose:bool=True,
+                    pos:str|None=None, grid=None) -> nn.Module:
     "Our model for any checkpoint (official, transformers, ours; MVD as a classifier), built from its shapes, loaded strictly."
     raw, info = read_state_dict(src)
     sd, fmt, _ = canonical_state_dict(raw)
@@ -522,29 +598,28 @@ def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=Fa
     if fmt.startswith('transformers'): _check_hf_pooling(cfg, sd)
     if fmt == 'mvd-student' and kind != 'classifier':
         raise CheckpointError(f"{info['source']}: an MVD student's encoder uses its stored 3-D position table; pass "
-                              "kind='classifier' (a VideoClassifier keeps the table) or load it into an MVD student")
+                              "kind='classifier' (videomae-convert --model classifier): a VideoClassifier keeps the table")
     if meta and kind in ('auto', meta['kind']): model = _model_from_meta(meta)
     else:
         heads = heads or cfg.get('num_attention_heads') or (cfg.get('model_config') or {}).get('num_heads') or (meta or {}).get('config', {}).get('heads')
         model = model_from_state_dict(sd, kind, heads, cfg.get('decoder_num_attention_heads'))
     if match_eps: _hf_eps(model, cfg.get('layer_norm_eps', 1e-12))
+    no_head = 'fc_norm.weight' not in sd and 'head.weight' not in sd       # a pretraining or encoder file as a classifier
     allow = dict(allow_unexpected=DECODER_KEYS) if model_kind(model) == 'encoder' else \
-            FINETUNE_FROM_PRETRAIN if model_kind(model) == 'classifier' and 'fc_norm.weight' not in sd else {}
-    _load(model, raw, info, verbose=verbose, **allow)
+            FINETUNE_FROM_PRETRAIN if model_kind(model) == 'classifier' and no_head else {}
+    _load(model, raw, info, verbose=verbose, pos=pos, grid=grid, **allow)
     return model.eval()
 
 def _model_from_meta(meta:dict) -> nn.Module:
     "The model described by the `config.json` of our folder."
     cfg = ViTConfig(**meta['config'])
-    return dict(pretrain=lambda: VideoMAE(cfg), encoder=lambda: VideoEncoder(cfg),
-                classifier=lambda: VideoClassifier(cfg, num_classes=meta.get('num_classes', 0)))[meta['kind']]()
+    make = dict(pretrain=lambda: VideoMAE(cfg), encoder=lambda: VideoEncoder(cfg),
+                classifier=lambda: VideoClassifier(cfg, num_classes=meta.get('num_classes', 0), pool=meta.get('pool', 'mean')))
+    return make[meta['kind']]()
 
 # %% ../nbs/10_checkpoints.ipynb #09c859e1
 def _check_hf_pooling(cfg:dict, sd:dict):
-    "Refuse the transformers variants our models cannot express (HF_INTEROP.md §4)."
-    if cfg.get('use_mean_pooling') is False and 'head.weight' in sd and 'fc_norm.weight' not in sd:
-        raise CheckpointError("this transformers classifier has use_mean_pooling=False: it classifies the first patch token after "
-                              "layernorm, which VideoClassifier (mean over tokens → fc_norm) cannot express")
+    "Refuse the transformers variant our models cannot express (HF_INTEROP.md §4): pretraining without a final norm."
     if 'decoder.blocks.0.norm1.weight' in sd and 'norm.weight' not in sd:
         raise CheckpointError("this transformers pretraining model has use_mean_pooling=True and so no final encoder norm; "
                               "the official pretraining model (and ours) has one")
@@ -568,6 +643,8 @@ class Release:
     hub_file:str|None = None   # a file in `hub`; None: the repository is a transformers folder
     license:str = 'CC-BY-NC-4.0'
     notes:str = ''
+    model:dict = field(default_factory=dict)   # the released architecture where it differs from the preset
+    pos:str = '1d'                             # the encoder's position table: '1d' (VideoMAE, V2) or '3d' (MVD)
 
 # %% ../nbs/10_checkpoints.ipynb #5a10f94f
 def _gd(i:str) -> str: return f'https://drive.google.com/file/d/{i}/view'
@@ -577,7 +654,7 @@ _HUBV1 = 'transformers copy of the official weights (hub config: layer_norm_eps 
 _RELEASES = [
     Release('videomae-base-k400-pretrain', 'videomae', 'pretrain', 'base', 'Kinetics-400, 1600 epochs, tube mask 0.9', 0, _gd('1tEhLyskjb755TJ65ptsrafUG2llSwQE1'), 'MCG-NJU/videomae-base', notes=_HUBV1),
     Release('videomae-base-k400-800e-pretrain', 'videomae', 'pretrain', 'base', 'Kinetics-400, 800 epochs', 0, _gd('1JfrhN144Hdg7we213H1WxwR3lGYOlmIn'), 'MCG-NJU/videomae-base-short', notes=_HUBV1),
-    Release('videomae-large-k400-pretrain', 'videomae', 'pretrain', 'large', 'Kinetics-400, 1600 epochs', 0, _gd('1qLOXWb_MGEvaI7tvuAe94CV7S2HXRwT3'), 'MCG-NJU/videomae-large', notes=_HUBV1 + '; official decoder depth 12'),
+    Release('videomae-large-k400-pretrain', 'videomae', 'pretrain', 'large', 'Kinetics-400, 1600 epochs', 0, _gd('1qLOXWb_MGEvaI7tvuAe94CV7S2HXRwT3'), 'MCG-NJU/videomae-large', notes=_HUBV1 + '; official decoder depth 12', model=dict(decoder_depth=12)),
     Release('videomae-base-ssv2-pretrain', 'videomae', 'pretrain', 'base', 'Something-Something V2, 2400 epochs', 0, _gd('1I18dY_7rSalGL8fPWV82c0-foRUDzJJk'), 'MCG-NJU/videomae-base-ssv2', notes=_HUBV1),
     Release('videomae-base-ssv2-800e-pretrain', 'videomae', 'pretrain', 'base', 'Something-Something V2, 800 epochs', 0, _gd('181hLvyrrPW2IOGA46fkxdJk0tNLIgdB2'), 'MCG-NJU/videomae-base-short-ssv2', notes=_HUBV1),
     Release('videomae-small-k400-finetune', 'videomae', 'finetune', 'small', 'Kinetics-400', 400, _V1, 'MCG-NJU/videomae-small-finetuned-kinetics', notes=_HUBV1 + "; transformers' convert script gives ViT-S 16 heads, the official ViT-S has 6"),
@@ -611,13 +688,13 @@ _RELEASES += [
 # %% ../nbs/10_checkpoints.ipynb #687e4c5d
 _MVDN = 'student: encoder with a stored 3-D sin-cos pos_embed, decoders *_img/*_vid'
 _RELEASES += [
-    Release('mvd-small-k400-pretrain-from-base', 'mvd', 'pretrain', 'small', 'Kinetics-400, 400 epochs, teachers ViT-B', 0, _gd('1ip91KtdrvELVJseyDKFT0ERgNP1Ykusf'), notes=_MVDN),
-    Release('mvd-small-k400-pretrain-from-large', 'mvd', 'pretrain', 'small', 'Kinetics-400, 400 epochs, teachers ViT-L', 0, _gd('1HqvGxx7_JYO5JKvRT0giesl-p-Iaaesa'), notes=_MVDN),
-    Release('mvd-base-k400-pretrain-from-base', 'mvd', 'pretrain', 'base', 'Kinetics-400, 400 epochs, teachers ViT-B', 0, _gd('1UGVWWYnbot9RSYMnNz8obnQ4T6PKWu5-'), notes=_MVDN),
-    Release('mvd-base-k400-pretrain-from-large', 'mvd', 'pretrain', 'base', 'Kinetics-400, 400 epochs, teachers ViT-L', 0, _gd('1MFgpUuHTtFMiormgenmxypU9gqRDbbwb'), notes=_MVDN),
-    Release('mvd-large-k400-pretrain-from-large', 'mvd', 'pretrain', 'large', 'Kinetics-400, 400 epochs, teachers ViT-L', 0, _gd('1Zr3ayWxlauFm1bVfMzxaQIzfYvDXhMW-'), notes=_MVDN),
-    Release('mvd-large-k400-800e-pretrain', 'mvd', 'pretrain', 'large', 'Kinetics-400, 800 epochs, teachers ViT-L', 0, _MVD, notes=_MVDN + '; no link in MODEL_ZOO.md'),
-    Release('mvd-huge-k400-800e-pretrain', 'mvd', 'pretrain', 'huge', 'Kinetics-400, 800 epochs, teachers ViT-H', 0, _MVD, notes=_MVDN + '; no link in MODEL_ZOO.md'),
+    Release('mvd-small-k400-pretrain-from-base', 'mvd', 'pretrain', 'small', 'Kinetics-400, 400 epochs, teachers ViT-B', 0, _gd('1ip91KtdrvELVJseyDKFT0ERgNP1Ykusf'), notes=_MVDN, pos='3d'),
+    Release('mvd-small-k400-pretrain-from-large', 'mvd', 'pretrain', 'small', 'Kinetics-400, 400 epochs, teachers ViT-L', 0, _gd('1HqvGxx7_JYO5JKvRT0giesl-p-Iaaesa'), notes=_MVDN, pos='3d'),
+    Release('mvd-base-k400-pretrain-from-base', 'mvd', 'pretrain', 'base', 'Kinetics-400, 400 epochs, teachers ViT-B', 0, _gd('1UGVWWYnbot9RSYMnNz8obnQ4T6PKWu5-'), notes=_MVDN, pos='3d'),
+    Release('mvd-base-k400-pretrain-from-large', 'mvd', 'pretrain', 'base', 'Kinetics-400, 400 epochs, teachers ViT-L', 0, _gd('1MFgpUuHTtFMiormgenmxypU9gqRDbbwb'), notes=_MVDN, pos='3d'),
+    Release('mvd-large-k400-pretrain-from-large', 'mvd', 'pretrain', 'large', 'Kinetics-400, 400 epochs, teachers ViT-L', 0, _gd('1Zr3ayWxlauFm1bVfMzxaQIzfYvDXhMW-'), notes=_MVDN, pos='3d'),
+    Release('mvd-large-k400-800e-pretrain', 'mvd', 'pretrain', 'large', 'Kinetics-400, 800 epochs, teachers ViT-L', 0, _MVD, notes=_MVDN + '; no link in MODEL_ZOO.md', pos='3d'),
+    Release('mvd-huge-k400-800e-pretrain', 'mvd', 'pretrain', 'huge', 'Kinetics-400, 800 epochs, teachers ViT-H', 0, _MVD, notes=_MVDN + '; no link in MODEL_ZOO.md', pos='3d'),
 ]
 RELEASES = {r.name: r for r in _RELEASES}
 
@@ -648,8 +725,8 @@ def fetch(name:str, cache_dir=None) -> Path:
 
 # %% ../nbs/10_checkpoints.ipynb #239c2e2c
 def _default_model(r:Release, num_classes:int|None) -> nn.Module:
-    "The model a release loads into when none is given: pretraining model, classifier, or (MVD, features) a classifier."
-    cfg = get_config(r.arch)
+    "The model a release loads into when none is given, of its real architecture: pretraining model or classifier."
+    cfg = get_config(r.arch, **r.model)
     if r.kind == 'pretrain' and r.project != 'mvd': return VideoMAE(cfg)
     return VideoClassifier(cfg, num_classes=r.classes if num_classes is None else num_classes)
 
@@ -664,8 +741,8 @@ def load_pretrained(name:str, path=None, model:nn.Module|None=None, num_classes:
             dict(allow_unexpected=DECODER_KEYS) if r.kind == 'pretrain' and kind == 'encoder' else {}
     cfg = getattr(model, 'cfg', None)
     grid = token_grid(num_frames, img_size, img_size, cfg.tubelet_size, cfg.patch_size) if isinstance(cfg, ViTConfig) else None
-    v2 = r.project == 'videomae-v2' and kind == 'classifier' and (num_frames, img_size) != (16, 224)
-    load_weights(model, src, grid=grid, v2_pos=v2, verbose=verbose, **{**allow, **kw})
+    pos = dict(pos=r.pos) if kind == 'classifier' else {}              # the release says which table its encoder uses
+    load_weights(model, src, grid=grid, verbose=verbose, **{**allow, **pos, **kw})
     return model
 
 # %% ../nbs/10_checkpoints.ipynb #83d7e9d4
@@ -674,14 +751,16 @@ def save_ours(model:nn.Module, folder) -> Path:
     from safetensors.torch import save_file
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(folder/'model.safetensors'))
-    meta = dict(kind=model_kind(model), config=model.cfg.to_dict(), num_classes=getattr(getattr(model, 'head', None), 'out_features', 0))
+    meta = dict(kind=model_kind(model), config=model.cfg.to_dict(), num_classes=getattr(getattr(model, 'head', None), 'out_features', 0),
+                pool=getattr(model, 'pooling', 'mean'))
     (folder/'config.json').write_text(json.dumps({'videomae_nb': meta}, indent=1))
     return folder
 
-def convert(src, dst, to:str='hf', kind:str='auto', heads:int|None=None, num_frames:int=16, img_size:int=224, verbose:bool=True) -> Path:
+def convert(src, dst, to:str='hf', kind:str='auto', heads:int|None=None, num_frames:int=16, img_size:int=224, verbose:bool=True,
+            pos:str|None=None) -> Path:
     "Convert a checkpoint (official, MVD encoder, transformers, ours) to a transformers folder, our folder or an official `.pth`."
     if to not in ('hf', 'ours', 'pth'): raise ValueError(f"--to must be hf, ours or pth, got {to!r}")
-    model = from_checkpoint(src, kind, heads, verbose=verbose)
+    model = from_checkpoint(src, kind, heads, verbose=verbose, pos=pos)     # pos='3d': MVD's table for 16 frames of 224²
     if to == 'hf': return to_hf(model, dst, num_frames, img_size)
     if to == 'ours': return save_ours(model, dst)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
@@ -690,19 +769,20 @@ def convert(src, dst, to:str='hf', kind:str='auto', heads:int|None=None, num_fra
 
 # %% ../nbs/10_checkpoints.ipynb #05dacb28
 def cli():
-    "The `videomae-convert` console script: `main` on the command line's arguments (exit status 0 on success)."
-    main()
+    "The `videomae-convert` console script: `main` on the command line; a refusal is one line and exit status 2."
+    run_cli(main, 'videomae-convert')
 
 # %% ../nbs/10_checkpoints.ipynb #d3d195ce
-@call_parse
+@script('videomae-convert')
 def main(src:str,                # checkpoint: .pth/.pt/.bin/.safetensors file, or a folder (transformers, ours, DeepSpeed)
          dst:str,                # output folder (--to hf/ours) or .pth file (--to pth)
          to:str='hf',            # hf: transformers folder; ours: model.safetensors + config.json; pth: official {'model': ...}
          model:str='auto',       # which model of ours: auto (from the keys), pretrain, classifier or encoder
          heads:int=None,         # attention heads, when the width is not a preset's
          frames:int=16,          # frames the transformers config declares
-         size:int=224):          # input side the transformers config declares
+         size:int=224,           # input side the transformers config declares
+         pos:str=None):          # a classifier's position table when the file stores none: 1d (VideoMAE, V2) or 3d (MVD)
     "Convert VideoMAE / VideoMAE V2 / MVD (encoder) / transformers checkpoints between formats, strictly."
-    out = convert(src, dst, to, model, heads, frames, size)
+    out = convert(src, dst, to, model, heads, frames, size, pos=pos)
     print(f"wrote {out}")
     return out

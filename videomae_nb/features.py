@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from fastcore.script import call_parse
+from .cli import script, run_cli
 from .data import open_video, clip_transform, as_model_input, read_list_file, find_videos, VideoReadError
+from .patching import token_grid
 from .datasets import MultiViewDataset, eval_loader, list_format, read_v2_list
 from .finetune import VideoClassifier
 
@@ -133,10 +134,10 @@ def probe(model:VideoClassifier, train_list, val_list, root=None, num_frames:int
 # %% ../nbs/09b_features.ipynb #993a8ecf
 def cli():
     "Console-script entry point of `videomae-features`."
-    main()
+    run_cli(main, 'videomae-features')
 
 # %% ../nbs/09b_features.ipynb #44b9535e
-@call_parse
+@script('videomae-features')
 def main(checkpoint:str,             # weights: our run folder or checkpoint, official V1/V2/MVD, transformers folder
          source:str=None,            # list file or folder of videos to extract window features from
          out:str=None,               # folder for the .npy files (with --source)
@@ -155,6 +156,7 @@ def main(checkpoint:str,             # weights: our run folder or checkpoint, of
          parts:int=1,                # number of parts the videos are split into
          cpu:bool=False,             # run on the CPU even if a GPU is there
          quiet:bool=False,           # no progress bar
+         pos:str=None,               # position table if the checkpoint stores none: 1d (VideoMAE, V2) or 3d (MVD fine-tuned)
         ) -> dict:
     "Frozen features of a checkpoint: sliding-window `.npy` files for temporal action detection, or k-NN / linear probes."
     from videomae_nb.checkpoints import from_checkpoint
@@ -163,7 +165,9 @@ def main(checkpoint:str,             # weights: our run folder or checkpoint, of
     if source and not out: raise ValueError("--source needs --out, the folder for the .npy files")
     if train_list and not val_list: raise ValueError("--train_list needs --val_list")
     dev = torch.device('cuda' if torch.cuda.is_available() and not cpu else 'cpu')
-    model = from_checkpoint(_weights(checkpoint), kind='classifier', verbose=not quiet).to(dev).eval()
+    clip = window if source else frames                     # a 3-D table is built for the clips the model will see
+    model = from_checkpoint(_weights(checkpoint), kind='classifier', verbose=not quiet, pos=pos,
+                            grid=token_grid(clip, size, size) if pos == '3d' else None).to(dev).eval()
     if source:
         r = extract_features(model, source, out, window, step, size, not no_normalize, batch_size, data_root, part, parts, not quiet)
         if not quiet: print(f"wrote {r['written']} feature files to {r['out_dir']} ({r['existing']} existed, {len(r['failed'])} unreadable)")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['CPU_MATMUL_CHOICES', 'onednn_available', 'set_cpu_matmul', 'cpu_matmul', 'cpu_matmul_mode', 'OneDNNLinear', 'linear',
-           'Linear']
+           'Linear', 'count_flops']
 
 # %% ../nbs/00a_ops.ipynb #307fb59f
 CPU_MATMUL_CHOICES = ('auto', 'onednn', 'torch')
@@ -94,3 +94,11 @@ def linear(x:torch.Tensor, weight:torch.Tensor, bias:torch.Tensor|None=None) -> 
 class Linear(nn.Linear):
     "`nn.Linear` (same parameters, keys and init) whose forward is `linear`."
     def forward(self, x:torch.Tensor) -> torch.Tensor: return linear(x, self.weight, self.bias)
+
+# %% ../nbs/00a_ops.ipynb #7f633c70
+def count_flops(fn) -> float:
+    "FLOPs (2 per multiply-accumulate) of `fn()`, counted by `FlopCounterMode` with attention in its math form."
+    from torch.utils.flop_counter import FlopCounterMode
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as fc: fn()
+    return float(fc.get_total_flops())

@@ -20,7 +20,8 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
 import os, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from fastcore.script import call_parse, Param
+from fastcore.script import Param
+from .cli import script, run_cli
 
 # %% ../nbs/12_recipes.ipynb #785f89b2
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def _finetune(name, method, dataset, preset, gpus, batch, update_freq, blr, epoc
     f = dict(dataset_kind=dataset, nb_classes=kind['classes'], frames=16, size=224, sampling=kind['sampling'],
              min_blr=1e-6, layer_decay=0.75, weight_decay=0.05, drop_path=0.1, head_drop=0., init_scale=0.001,
              smoothing=0.1, mixup=0.8, cutmix=1.0, randaug='rand-m7-n4-mstd0.5-inc1', reprob=0.25, num_sample=2,
-             test_num_segment=2 if dataset == 'ssv2' else 5, test_num_crop=3, mixed_precision='bf16')
+             test_num_segment=2 if dataset == 'ssv2' else 5, test_num_crop=3, mixed_precision='bf16',
+             pos='3d' if method == 'MVD' else '1d')      # MVD's encoder uses its 3-D table, VideoMAE and V2 the 1-D one
     if kind['sampling'] == 'dense': f['stride'] = 4
     return Recipe(name, 'finetune', method, dataset, preset, gpus, batch, update_freq, blr, epochs, 5, {**f, **flags},
                   _FT_AUG, result, source, notes)
@@ -403,10 +405,10 @@ def recipe_table(script:str|None=None) -> str:
 # %% ../nbs/12_recipes.ipynb #73eb7efb
 def cli():
     "Console-script entry point of `videomae-recipes` (exits 0)."
-    main()
+    run_cli(main, 'videomae-recipes')
 
 # %% ../nbs/12_recipes.ipynb #f01e5e0e
-@call_parse
+@script('videomae-recipes')
 def main(command:Param("list, or show", str, opt=False, nargs='?')='list',   # what to do
          name:Param("recipe to show", str, opt=False, nargs='?')=None,      # the recipe, for show
          script:str=None,                                                    # list only pretrain or finetune recipes

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 import torch
 from torch import nn
-from fastcore.script import call_parse
+from .cli import script, run_cli
 from .data import pretrain_loader, video_paths, PretrainDataset, collate, denormalize, as_model_input, device_clips
 from .ops import set_cpu_matmul, cpu_matmul, CPU_MATMUL_CHOICES
 from .patching import token_grid
@@ -521,10 +521,10 @@ def _plain_copy(s:dict, cfg, teachers, model_sd:dict, device) -> nn.Module:
 # %% ../nbs/07_training.ipynb #de68cc2d
 def cli():
     "The `videomae-train` console script."
-    main()
+    run_cli(main, 'videomae-train')
 
 # %% ../nbs/07_training.ipynb #7b1f1985
-@call_parse
+@script('videomae-train')
 def main(preset:str=None,                # model size: tiny (default), small, base, large, huge, giant
          recipe:str=None,                # an official run by name (`videomae-recipes` lists them); flags given still win
          data:str=None,                  # list file (`path label` lines) or folder of videos; default data_samples/
@@ -546,7 +546,7 @@ def main(preset:str=None,                # model size: tiny (default), small, ba
          clip_grad:float=None,           # clip the gradient norm to this value
          target:str=None,                # norm (per-patch normalized pixels, the papers) or pixel; default pixel for tiny
          decoder_depth:int=None,         # override the preset's decoder depth
-         drop_path:float=None,           # stochastic depth in the encoder (default 0)
+         drop_path:float=None,           # stochastic depth, in the encoder and the decoder (default 0)
          grad_checkpointing:bool=False,  # recompute block activations in backward (less memory)
          mixed_precision:str=None,       # no (default), fp16 or bf16
          torch_compile:bool=False,       # compile the model with torch.compile

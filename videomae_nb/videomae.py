@@ -13,7 +13,7 @@ from .data import denormalize
 from .patching import sincos_table_1d, unpatchify, token_grid
 from .encoder import ViTConfig, VideoEncoder, get_config
 from .decoder import VideoDecoder
-from .ops import Linear
+from .ops import Linear, count_flops
 
 # %% auto #0
 __all__ = ['pixel_targets', 'VideoMAE', 'query_positions', 'reconstruction_loss', 'pretrain_macs', 'prediction_video']
@@ -41,7 +41,7 @@ class VideoMAE(nn.Module):
         self.encoder_to_decoder = Linear(cfg.dim, cfg.decoder_dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_dim))
         self.decoder = VideoDecoder(cfg.decoder_dim, cfg.decoder_depth, cfg.decoder_heads, cfg.patch_dim,
-                                    cfg.mlp_ratio, cfg.norm_eps,
+                                    cfg.mlp_ratio, cfg.norm_eps, drop_path=cfg.drop_path,
                                     grad_checkpointing=cfg.grad_checkpointing)
         self.apply(_init_weights)
         trunc_normal_(self.mask_token, std=.02)
@@ -99,17 +99,14 @@ VideoMAE.loss = _pretrain_loss
 @torch.no_grad()
 def pretrain_macs(model:VideoMAE, frames:int=16, size:int=224, mask_ratio:float=0.9, decoder_mask_ratio:float=0.,
                   official_patch_embed:bool=False) -> float:
-    "Multiply-accumulates of one forward pass for one clip, counted with `torch.utils.flop_counter`."
-    from torch.utils.flop_counter import FlopCounterMode
+    "Multiply-accumulates of one forward pass for one clip, counted with `torch.utils.flop_counter` (`ops.count_flops`)."
     from videomae_nb.masking import tube_mask, running_cell_mask
     video = torch.zeros(1, model.cfg.in_chans, frames, size, size)
     grid = model.encoder.grid(video)
     g = torch.Generator().manual_seed(0)
     mask = tube_mask(1, grid, mask_ratio, g)
     dmask = running_cell_mask(1, grid, decoder_mask_ratio, g) if decoder_mask_ratio else None
-    def count(fn):
-        with FlopCounterMode(display=False) as fc: fn()
-        return fc.get_total_flops() / 2
+    count = lambda fn: count_flops(fn) / 2
     macs = count(lambda: model(video, mask, dmask))
     if official_patch_embed:                       # embed all tubelets, as the official code, instead of the visible ones
         macs += count(lambda: model.encoder.patch_embed(video)) - count(lambda: model.encoder.patch_embed(video, mask))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from einops import rearrange
-from fastcore.script import call_parse
+from .cli import script, run_cli
 from .data import open_video, clip_transform, denormalize, find_videos, VideoReadError
 from .masking import tube_mask, random_mask, running_cell_mask, mask_to_pixels
 from .encoder import ViTConfig, get_config, PRESETS
@@ -410,9 +410,9 @@ def _run(video, checkpoint, out, mode, mask_type, mask_ratio, seed, frames, stri
 # %% ../nbs/08_visualize.ipynb #c39b7cc2
 def cli():
     "The `videomae-vis` console script: `main` on the command line's arguments; exit status 0 when it succeeds."
-    main()
+    run_cli(main, 'videomae-vis')
 
-@call_parse
+@script('videomae-vis')
 def main(video:str,                 # a video file, or a folder of videos (searched recursively)
          checkpoint:str=None,       # run folder, checkpoint folder, or .pth/.bin/.safetensors pretraining weights; none: mask pictures only
          out:str='vis',             # output folder
