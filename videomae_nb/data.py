@@ -104,12 +104,11 @@ class _PyAVVideo:
         self.container.seek(0); self.stream.codec_context.skip_frame = 'DEFAULT'
         return self.container.decode(self.stream)
     def _convert(self, frame) -> np.ndarray:
-        "RGB at `self.size`: FFmpeg's scaler converts and resizes in one pass (area-averaging when it shrinks)."
+        "RGB at `self.size`: FFmpeg's scaler converts and resizes in one pass (bicubic, as decord and torchcodec)."
         h, w = self.size
-        if (h, w) != (frame.height, frame.width): frame = frame.reformat(width=w, height=h, interpolation='AREA')
-        return frame.to_ndarray(format='rgb24')
+        return frame.reformat(width=w, height=h, format='rgb24', interpolation='BICUBIC').to_ndarray()
 
-# %% ../nbs/00_data.ipynb #e78663de
+# %% ../nbs/00_data.ipynb #3fbf4950
 @patch
 def _runs(self:_PyAVVideo, want:list[int]) -> list[list[int]]:
     "Sorted wanted indices → runs, each to be decoded after one seek to the keyframe before its first frame."
@@ -136,7 +135,7 @@ def _decode_run(self:_PyAVVideo, run:list[int], wanted_pts:set, out:dict):
         if not todo: break
     cc.skip_frame = 'DEFAULT'
 
-# %% ../nbs/00_data.ipynb #490f6db8
+# %% ../nbs/00_data.ipynb #06c94f36
 @patch
 def get_batch(self:_PyAVVideo, indices) -> np.ndarray:
     "Frames `indices` (any order, repeats allowed) → `(T, h, w, 3)` uint8 RGB."
@@ -159,7 +158,7 @@ def get_batch(self:_PyAVVideo, indices) -> np.ndarray:
     if missing: raise VideoReadError(self.path, f"frames {missing[:5]} could not be decoded (the video has {self.n})")
     return np.stack([out[i] for i in idx])
 
-# %% ../nbs/00_data.ipynb #958c6370
+# %% ../nbs/00_data.ipynb #6914215a
 class _TorchCodecVideo:
     "torchcodec: exact seeking, decoder-side resize; `device='cuda'` decodes on the GPU (frames come back there)."
     def __init__(self, path, resize=None, device:str='cpu'):
@@ -185,7 +184,7 @@ class _TorchCodecVideo:
             raise VideoReadError(self.path, f"decoding frames failed ({type(e).__name__}: {e})") from None
         return out.numpy() if out.device.type == 'cpu' else out
 
-# %% ../nbs/00_data.ipynb #04c42316
+# %% ../nbs/00_data.ipynb #cc70fdc1
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 _NUMBER = re.compile(r'(\d+)(?!.*\d)')
 
@@ -199,7 +198,7 @@ def frame_files(folder, start:int|None=None, total:int|None=None) -> list[Path]:
         files = [p for p in files if start <= num(p) < start + total]
     return files
 
-# %% ../nbs/00_data.ipynb #2f66c124
+# %% ../nbs/00_data.ipynb #22937465
 class _FrameFolder:
     "A folder of frame images read like a video (PIL); `resize` lets the JPEG decoder shrink 2-8x while decoding."
     def __init__(self, path, resize=None, start:int|None=None, total:int|None=None):
@@ -253,7 +252,7 @@ def _decoder_problem(name:str) -> str|None:
     except Exception as e: return f"it does not load ({type(e).__name__}: {str(e).splitlines()[0][:200]}); {_HOW[name]}"
     return None
 
-# %% ../nbs/00_data.ipynb #15eefa03
+# %% ../nbs/00_data.ipynb #01010f94
 def video_backend(backend:str|None=None) -> str:
     "The decoder `backend` means here: 'auto'/None → the first of `AUTO_ORDER` that works; a name is checked."
     name, _, device = (backend or 'auto').partition(':')
@@ -319,7 +318,7 @@ def multiscale_crop_box(H:int, W:int, size:int, scales=MULTISCALE_SCALES, max_di
     x, y = offs[int(torch.randint(len(offs), (1,), generator=generator))]
     return y, x, ch, cw
 
-# %% ../nbs/00_data.ipynb #e869570d
+# %% ../nbs/00_data.ipynb #ccabc545
 def decode_size(H:int, W:int,
                 min_crop:float,      # side of the smallest crop the sampler can draw, in source pixels
                 size:int,            # side S every crop is resized to
