@@ -37,42 +37,32 @@ def _check_file(path) -> Path:
         raise VideoReadError(path, f"file has {size} bytes; a video has at least {MIN_VIDEO_BYTES}")
     return path
 
-def _probe_size(path) -> tuple[int, int]:
-    "The frame size `(H, W)` written in the header of a video file, read without decoding (PyAV)."
-    import av
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video: raise VideoReadError(path, "it has no video stream")
-            cc = c.streams.video[0].codec_context
-            return cc.height, cc.width
-    except VideoReadError: raise
-    except Exception as e: raise VideoReadError(path, f"PyAV could not open it ({type(e).__name__}: {e})") from None
-
 # %% ../nbs/00_data.ipynb #4334a148
 class _DecordVideo:
     "decord (or decord2): random access to frames; with `resize`, decord's scaler decodes straight to that size."
     def __init__(self, path, resize=None):
+        self.path, self.vr = path, self._open(path)
+        self.source_size = tuple(self.vr.get_batch([]).shape[1:3])      # the frame size, without decoding
+        self.size = tuple(resize(*self.source_size)) if resize else self.source_size
+        if self.size != self.source_size: self.vr = self._open(path, *self.size)
+        if len(self.vr) == 0: raise VideoReadError(path, "it has no frames")
+    @staticmethod
+    def _open(path, h:int=-1, w:int=-1):
         import decord
-        self.path, self.source_size = path, (_probe_size(path) if resize else None)
-        self.size = resize(*self.source_size) if resize else None
-        h, w = self.size if resize and self.size != self.source_size else (-1, -1)
-        try: self.vr = decord.VideoReader(str(path), num_threads=1, ctx=decord.cpu(0), width=w, height=h)
+        try: return decord.VideoReader(str(path), num_threads=1, ctx=decord.cpu(0), width=w, height=h)
         except Exception as e:
             raise VideoReadError(path, f"decord could not open it ({type(e).__name__}: {e})") from None
-        if len(self.vr) == 0: raise VideoReadError(path, "it has no frames")
     def __len__(self): return len(self.vr)
     def get_batch(self, indices) -> np.ndarray:
-        try: out = self.vr.get_batch(list(map(int, indices))).asnumpy()
+        try: return self.vr.get_batch(list(map(int, indices))).asnumpy()
         except Exception as e:
             raise VideoReadError(self.path, f"decoding frames failed ({type(e).__name__}: {e})") from None
-        if self.source_size is None: self.source_size = self.size = out.shape[1:3]   # known once decoded
-        return out
 
 # %% ../nbs/00_data.ipynb #dd81dcdf
 class _PyAVVideo:
     "PyAV: an index of the video's packets (the exact frame count), then seeks and decodes forward as far as needed."
     def __init__(self, path, resize=None):
-        import av
+        import av, av.video.reformatter
         self.path, pts, keys = path, [], []
         try:
             self.container = c = av.open(str(path))
@@ -82,8 +72,8 @@ class _PyAVVideo:
             self.source_size = (s.codec_context.height, s.codec_context.width)
             dropped = 0
             for p in c.demux(s):                                 # reads packets only: no decoding
-                if p.size == 0: continue                         # the flush packet at the end
-                if p.is_discard: dropped += 1; continue          # cut by an edit list: never shown
+                if p.size == 0: dropped += p.pts is not None; continue   # the flush packet; AVI's repeat markers
+                if getattr(p, 'is_discard', False): dropped += 1; continue    # cut by an edit list: never shown
                 t = p.pts if p.pts is not None else p.dts
                 if t is None: pts = None; break
                 pts.append(t)
@@ -98,6 +88,7 @@ class _PyAVVideo:
         if self.n == 0: raise VideoReadError(path, "it has no frames")
         self.pts, self.keys = (sorted(pts), sorted(keys)) if pts is not None else (None, None)
         self.size = resize(*self.source_size) if resize else self.source_size
+        self._scaler = av.video.reformatter.VideoReformatter()   # one scaler context for all frames: set up once
     def __len__(self): return self.n
     def close(self): self.container.close()
     def _decode_from_start(self):
@@ -106,7 +97,7 @@ class _PyAVVideo:
     def _convert(self, frame) -> np.ndarray:
         "RGB at `self.size`: FFmpeg's scaler converts and resizes in one pass (bicubic, as decord and torchcodec)."
         h, w = self.size
-        return frame.reformat(width=w, height=h, format='rgb24', interpolation='BICUBIC').to_ndarray()
+        return self._scaler.reformat(frame, width=w, height=h, format='rgb24', interpolation='BICUBIC').to_ndarray()
 
 # %% ../nbs/00_data.ipynb #3fbf4950
 @patch
@@ -158,24 +149,24 @@ def get_batch(self:_PyAVVideo, indices) -> np.ndarray:
     if missing: raise VideoReadError(self.path, f"frames {missing[:5]} could not be decoded (the video has {self.n})")
     return np.stack([out[i] for i in idx])
 
-# %% ../nbs/00_data.ipynb #6914215a
+# %% ../nbs/00_data.ipynb #cf516d70
 class _TorchCodecVideo:
     "torchcodec: exact seeking, decoder-side resize; `device='cuda'` decodes on the GPU (frames come back there)."
     def __init__(self, path, resize=None, device:str='cpu'):
+        self.path, self.device = path, device
+        self.dec = self._open()
+        md = self.dec.metadata
+        self.source_size, self.n = (md.height, md.width), md.num_frames or 0
+        self.size = tuple(resize(*self.source_size)) if resize else self.source_size
+        if self.size != self.source_size: self.dec = self._open(self.size)
+        if self.n == 0: raise VideoReadError(path, "it has no frames")
+    def _open(self, size=None):
         from torchcodec.decoders import VideoDecoder
         from torchcodec.transforms import Resize
-        self.path, self.source_size = path, (_probe_size(path) if resize else None)
-        self.size = resize(*self.source_size) if resize else None
-        tf = [Resize(self.size)] if resize and self.size != self.source_size else None
-        try:
-            self.dec = VideoDecoder(str(path), seek_mode='exact', num_ffmpeg_threads=1, dimension_order='NHWC',
-                                    device=device, transforms=tf)
-            md = self.dec.metadata
+        try: return VideoDecoder(str(self.path), seek_mode='exact', num_ffmpeg_threads=1, dimension_order='NHWC',
+                                 device=self.device, transforms=[Resize(size)] if size else None)
         except Exception as e:
-            raise VideoReadError(path, f"torchcodec could not open it ({type(e).__name__}: {e})") from None
-        self.source_size = self.source_size or (md.height, md.width)
-        self.size, self.n = self.size or self.source_size, md.num_frames or 0
-        if self.n == 0: raise VideoReadError(path, "it has no frames")
+            raise VideoReadError(self.path, f"torchcodec could not open it ({type(e).__name__}: {e})") from None
     def __len__(self): return self.n
     def get_batch(self, indices):
         "Frames `indices` → `(T, h, w, 3)` uint8: a numpy array, or a CUDA tensor when decoding on the GPU."
@@ -235,7 +226,7 @@ class _FrameFolder:
 
 # %% ../nbs/00_data.ipynb #6aa1ea0b
 DECODERS = ('decord', 'torchcodec', 'pyav')
-AUTO_ORDER = ('pyav', 'decord', 'torchcodec')    # fastest first, as measured in 11_benchmarks
+AUTO_ORDER = ('pyav', 'torchcodec', 'decord')    # fastest first, as measured in 11_benchmarks
 _HOW = dict(decord="pip install decord2 (or decord)", pyav="pip install av",
             torchcodec="pip install torchcodec, and FFmpeg's shared libraries 4 to 8 "
                        "(apt-get install ffmpeg, brew install ffmpeg, or conda install -c conda-forge ffmpeg)")
