@@ -452,8 +452,8 @@ def cli():
                 if a.startswith('--') else a for a in sys.argv]
     main()
 
-# %% ../nbs/11_benchmarks.ipynb #68f8c2ee
-def _loader_compare_run(out_dir, decoders:str, num_samples:str, frames:int, size:int, rounds:int,
+# %% ../nbs/11_benchmarks.ipynb #6471a584
+def _loader_compare_run(out_dir, *, decoders:str, num_samples:str, frames:int, size:int, rounds:int,
                         gpu_clips_per_s:float, json_path=None) -> dict:
     "`videomae-bench --loader-compare`: make the clips, time the loaders, print the table (and write the JSON)."
     import json as _json
@@ -509,8 +509,9 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
     if compare_hf and 'mvd' in objectives: raise ValueError("--compare-hf compares VideoMAE pretraining; transformers has no MVD (use --objective videomae,v2)")
     if loader is not None and not Path(loader).exists(): raise FileNotFoundError(f"--loader {loader!r} does not exist")
     if threads: torch.set_num_threads(threads)
-    if loader_compare is not None: return _loader_compare_run(loader_compare, decoders, num_samples, frames, size,
-                                                              compare_rounds, gpu_clips_per_s, json)
+    if loader_compare is not None:
+        return _loader_compare_run(loader_compare, decoders=decoders, num_samples=num_samples, frames=frames, size=size,
+                                   rounds=compare_rounds, gpu_clips_per_s=gpu_clips_per_s, json_path=json)
     set_cpu_matmul(cpu_matmul)
     dev = _device(device)
     env = _environment(dev)
