@@ -15,6 +15,8 @@ from torch import nn
 from .cli import script, run_cli
 from .data import (PretrainDataset, as_model_input, open_video, sample_frame_indices, multiscale_crop_box,
                               clip_transform, device_clips, video_paths, item_generator)
+from .data import DECODERS, IMAGENET_MEAN, IMAGENET_STD, video_backend, decoder_info
+import math
 from .encoder import get_config
 from .videomae import VideoMAE, pretrain_macs
 from .ops import cpu_matmul_mode, cpu_matmul, onednn_available, linear, count_flops
@@ -24,7 +26,8 @@ from .mvd import MVDStudent, mvd_config, make_teachers, teacher_targets, DEFAULT
 # %% auto #0
 __all__ = ['PRECISIONS', 'OBJECTIVES', 'time_alternating', 'summarize', 'matmul_peak', 'StepBench', 'make_step', 'peak_memory',
            'bench_steps', 'format_rows', 'make_hf_step', 'compare_hf', 'compare_v1_v2', 'loader_breakdown',
-           'format_loader', 'loader_throughput', 'cli', 'main']
+           'format_loader', 'loader_throughput', 'make_loader_clips', 'official_clips', 'compare_loaders',
+           'format_loader_compare', 'cli', 'main']
 
 # %% ../nbs/11_benchmarks.ipynb #6b678b67
 def time_alternating(fns:dict, repeats:int=5, warmup:int=1) -> dict[str, list[float]]:
@@ -326,6 +329,107 @@ def loader_throughput(source, num_samples=(1, 4), frames:int=16, stride:int=4, s
         return {n: clips[n] / secs[n] for n in num_samples}
     finally: torch.set_num_threads(threads)
 
+# %% ../nbs/11_benchmarks.ipynb #9e682b6e
+def make_loader_clips(out_dir, source='data_samples', seconds:float=10, fps:int=30,
+                      sizes:dict|None=None) -> dict[str, Path]:
+    "Benchmark clips from the videos of `source` one after another: name → mp4 (libx264 defaults; made once)."
+    import av
+    sizes = sizes or {'340x256': (256, 340), '1080p': (1080, 1920)}
+    srcs, out, need = video_paths(source), {}, int(seconds * fps)
+    for name, (H, W) in sizes.items():
+        dst = Path(out_dir)/f'{name}_{seconds:g}s.mp4'
+        out[name] = dst
+        if dst.exists(): continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp, n = dst.with_name('.tmp-' + dst.name), 0
+        with av.open(str(tmp), 'w', format='mp4') as c:
+            s = c.add_stream('libx264', rate=fps); s.width, s.height, s.pix_fmt = W, H, 'yuv420p'
+            s.options = {'crf': '23', 'preset': 'medium'}
+            while n < need:
+                for p in srcs:
+                    v = open_video(p, 'pyav', resize=lambda h, w: (H, W))
+                    for i in range(min(len(v), need - n)):
+                        f = av.VideoFrame.from_ndarray(v.get_batch([i])[0], format='rgb24')
+                        for pk in s.encode(f): c.mux(pk)
+                    n += min(len(v), need - n)
+            for pk in s.encode(): c.mux(pk)
+        os.replace(tmp, dst)
+    return out
+
+# %% ../nbs/11_benchmarks.ipynb #daf2df88
+def official_clips(path, num_frames:int=16, stride:int=4, size:int=224, num_sample:int=1,
+                   generator:torch.Generator|None=None) -> torch.Tensor:
+    "The official loader's work on one video: decord at full size, PIL multi-scale crops → `(num_sample, 3, T, S, S)`."
+    import decord
+    from PIL import Image
+    vr = decord.VideoReader(str(path), num_threads=1, ctx=decord.cpu(0))
+    idx = sample_frame_indices(len(vr), num_frames, stride, generator)
+    images = [Image.fromarray(f).convert('RGB') for f in vr.get_batch(list(idx)).asnumpy()]
+    W, H = images[0].size
+    out = []
+    for _ in range(num_sample):                                    # V2: the transform once per sample, one decode
+        y, x, h, w = multiscale_crop_box(H, W, size, generator=generator)                     # GroupMultiScaleCrop
+        crops = [im.crop((x, y, x + w, y + h)).resize((size, size), Image.BILINEAR) for im in images]
+        t = torch.from_numpy(np.concatenate(crops, axis=2)).permute(2, 0, 1).contiguous().float().div(255.)
+        for c, m, s in zip(t, IMAGENET_MEAN * num_frames, IMAGENET_STD * num_frames): c.sub_(m).div_(s)
+        out.append(t.view(num_frames, 3, size, size).transpose(0, 1))
+    return torch.stack(out)
+
+# %% ../nbs/11_benchmarks.ipynb #2d252e20
+def _usable(decoders) -> list[str]:
+    out = []
+    for d in decoders:
+        try: video_backend(d); out.append(d)
+        except RuntimeError: pass
+    return out
+
+def compare_loaders(clips:dict, decoders=DECODERS, num_samples=(1, 4), frames:int=16, stride:int=4, size:int=224,
+                    rounds:int=5, gpu_clips_per_s:float=2300.) -> list[dict]:
+    "Clips/s of one single-threaded worker per clip set, `num_sample` and pipeline, alternated; ratios to the official."
+    usable, rows = _usable(decoders), []
+    threads = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        for clip, src in clips.items():
+            paths = video_paths(src) if Path(src).is_dir() else [Path(src)]
+            for n in num_samples:
+                ds = lambda d, r: PretrainDataset(paths, frames, stride, size, n, backend=d, normalize=False,
+                                                  decode_resize=r)
+                runs = {}
+                if 'decord' in usable:
+                    runs['official: decord, full size, PIL'] = lambda r, i: official_clips(
+                        paths[i], frames, stride, size, n, item_generator(0, r, i))
+                    before = ds('decord', False)
+                    runs['ours, decord at full size (before)'] = lambda r, i, d=before: d[(r, i)]
+                for d in usable:
+                    runs[f'ours, {d}'] = lambda r, i, d=ds(d, True): d[(r, i)]
+                for f in runs.values(): f(rounds, 0)                 # warm up on an untimed epoch
+                secs = {k: 0. for k in runs}
+                for r in range(rounds):
+                    for k, f in runs.items():
+                        t = time.perf_counter()
+                        for i in range(len(paths)): f(r, i)
+                        secs[k] += time.perf_counter() - t
+                ref = secs.get('official: decord, full size, PIL')
+                for k, s in secs.items():
+                    cps = rounds * len(paths) * n / s
+                    rows.append(dict(clip=clip, num_sample=n, pipeline=k, clips_per_s=cps,
+                                     vs_official=ref / s if ref else None,
+                                     workers_per_gpu=math.ceil(gpu_clips_per_s / cps), gpu_clips_per_s=gpu_clips_per_s))
+    finally: torch.set_num_threads(threads)
+    return rows
+
+def format_loader_compare(rows:list[dict]) -> str:
+    "A plain-text table of `compare_loaders` rows."
+    g = rows[0]['gpu_clips_per_s'] if rows else 0
+    head = (f"{'clips':<14} {'num_sample':>10}  {'pipeline':<36} {'clips/s/worker':>14} {'vs official':>11} "
+            f"{f'workers for {g:g} clips/s':>24}")
+    lines = [head, '-' * len(head)]
+    for r in rows:
+        vs = f"{r['vs_official']:.2f}x" if r['vs_official'] else 'n/a'
+        lines.append(f"{r['clip']:<14} {r['num_sample']:>10}  {r['pipeline']:<36} {r['clips_per_s']:>14.1f} {vs:>11} "
+                     f"{r['workers_per_gpu']:>24}")
+    return '\n'.join(lines)
+
 # %% ../nbs/11_benchmarks.ipynb #38b3bf2d
 def _environment(dev:torch.device) -> dict:
     env = dict(torch=torch.__version__, python=platform.python_version(), device=str(dev), threads=torch.get_num_threads())
@@ -345,6 +449,26 @@ def cli():
     sys.argv = [a.split('=', 1)[0].replace('-', '_').replace('__', '--', 1) + ('=' + a.split('=', 1)[1] if '=' in a else '')
                 if a.startswith('--') else a for a in sys.argv]
     run_cli(main, 'videomae-bench')
+
+# %% ../nbs/11_benchmarks.ipynb #6471a584
+def _loader_compare_run(out_dir, *, decoders:str, num_samples:str, frames:int, size:int, rounds:int,
+                        gpu_clips_per_s:float, json_path=None) -> dict:
+    "`videomae-bench --loader-compare`: make the clips, time the loaders, print the table (and write the JSON)."
+    import json as _json
+    decs = [d.strip() for d in decoders.split(',') if d.strip()]
+    print(f"environment: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"load average {os.getloadavg()[0]:.2f}; decoders here: {', '.join(_usable(decs)) or 'none'} "
+          f"(auto = {decoder_info()})")
+    clips = make_loader_clips(out_dir)
+    if Path('data_samples').is_dir(): clips['data_samples'] = Path('data_samples')
+    ns = tuple(int(n) for n in num_samples.split(','))
+    rows = compare_loaders(clips, decs, ns, frames, 4, size, rounds, gpu_clips_per_s)
+    print(f"{frames} frames at stride 4 → {size}², one worker thread, {rounds} alternated rounds; "
+          f"load average after: {os.getloadavg()[0]:.2f}")
+    print(format_loader_compare(rows))
+    out = dict(loader_compare=rows, clips={k: str(v) for k, v in clips.items()})
+    if json_path: Path(json_path).write_text(_json.dumps(out, indent=2, default=str))
+    return out
 
 # %% ../nbs/11_benchmarks.ipynb #dc6946c5
 @script('videomae-bench')
@@ -367,6 +491,10 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
          num_samples:str='1,4',        # num_sample values for the loader measurement
          loader_rounds:int=2,          # passes over the loader videos
          threads:int=None,             # torch threads (default: PyTorch's choice)
+         loader_compare:str=None,      # a folder for made clips: decoders vs the official loader (no step benchmark)
+         decoders:str='decord,torchcodec,pyav',  # decoders for --loader-compare (those installed here)
+         compare_rounds:int=5,         # alternated passes of --loader-compare
+         gpu_clips_per_s:float=2300.,  # one GPU's appetite, for the workers-per-GPU column (ViT-B, H100, 50% MFU)
          json:str=None,                # write the results to this JSON file
         ) -> dict:
     "Time full training steps (and optionally transformers' and the data loader) and report clips/s, MFU and memory."
@@ -379,6 +507,9 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
     if compare_hf and 'mvd' in objectives: raise ValueError("--compare-hf compares VideoMAE pretraining; transformers has no MVD (use --objective videomae,v2)")
     if loader is not None and not Path(loader).exists(): raise FileNotFoundError(f"--loader {loader!r} does not exist")
     if threads: torch.set_num_threads(threads)
+    if loader_compare is not None:
+        return _loader_compare_run(loader_compare, decoders=decoders, num_samples=num_samples, frames=frames, size=size,
+                                   rounds=compare_rounds, gpu_clips_per_s=gpu_clips_per_s, json_path=json)
     set_cpu_matmul(cpu_matmul)
     dev = _device(device)
     env = _environment(dev)
