@@ -9,7 +9,8 @@ from accelerate import Accelerator
 from videomae_nb.data import pretrain_loader
 from videomae_nb.encoder import get_config
 from videomae_nb.videomae import VideoMAE
-from videomae_nb.train import MaskSpec, make_optimizer, train_step
+from videomae_nb.masking import MaskSpec
+from videomae_nb.train import make_optimizer, train_step, PixelObjective
 
 def main(out:str, data:str, global_batch:int=4, n_shards:int=2, steps:int=3):
     acc = Accelerator(cpu=True)
@@ -37,7 +38,8 @@ def main(out:str, data:str, global_batch:int=4, n_shards:int=2, steps:int=3):
     log = []
     for step in range(steps):
         batch = next_batch()
-        out_ = train_step(acc, model, opt, [batch['video']], RowsOfGlobal(0.75), gen, acc.unwrap_model(model).cfg)
+        objective = PixelObjective(acc.unwrap_model(model).cfg, RowsOfGlobal(0.75))
+        out_ = train_step(acc, model, opt, [dict(video=batch['video'])], objective, gen)
         flat = torch.cat([p.detach().flatten() for p in acc.unwrap_model(model).parameters()])
         log.append(dict(step=step, keys=batch['index'].tolist(), paths=batch['path'],
                         loss=acc.reduce(out_['loss'], 'mean').item(), checksum=flat.double().sum().item(),

@@ -7,9 +7,9 @@ from videomae_nb.encoder import get_config, VideoEncoder, vit_base, vit_giant
 from videomae_nb.decoder import VideoDecoder
 from videomae_nb.patching import TubeletEmbed, token_grid, sincos_table_1d
 from videomae_nb.masking import tube_mask
-from videomae_nb.mvd import sincos_table_3d
+from videomae_nb.patching import sincos_table_3d
 from videomae_nb.videomae import VideoMAE
-from videomae_nb.finetune import VideoClassifier
+from videomae_nb.classifier import VideoClassifier
 from videomae_nb import checkpoints as ck
 from videomae_nb.checkpoints import (load_weights, CheckpointError, DECODER_KEYS, FINETUNE_FROM_PRETRAIN, resize_pos_table,
                                      read_state_dict, canonical_state_dict, to_hf, from_hf, load_hf_model,

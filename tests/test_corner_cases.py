@@ -8,8 +8,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from videomae_nb.encoder import get_config, VideoEncoder
 from videomae_nb.patching import sincos_table_1d, token_grid
 from videomae_nb.videomae import VideoMAE, pretrain_macs
-from videomae_nb.finetune import VideoClassifier
-from videomae_nb.mvd import sincos_table_3d
+from videomae_nb.classifier import VideoClassifier
+from videomae_nb.patching import sincos_table_3d
 from videomae_nb.ops import count_flops
 from videomae_nb.cli import run_cli
 from videomae_nb import checkpoints as ck

@@ -126,7 +126,8 @@ def test_flip_and_views(motion):
 
 def test_pretraining_takes_a_videomae_v2_list(tmp_path):
     "`videomae-train --data` reads V2's `path 0 -1` lists as well as `path label` lists (the same videos, same run)."
-    from videomae_nb.train import main as train, read_metrics
+    from videomae_nb.train import main as train
+    from videomae_nb.runs import read_metrics
     data = ROOT/'data_samples'
     vids = sorted(p.name for p in data.glob('*.mp4'))
     (tmp_path/'v2.txt').write_text(''.join(f'{data/v} 0 -1\n' for v in vids))

@@ -108,7 +108,7 @@ def test_fsdp_pretraining_checkpoints_and_resumes(tmp_path):
             assert fo['state'][i]['exp_avg'].shape == do['state'][i]['exp_avg'].shape      # full moments, not shards
             assert _max_diff(fo['state'][i], do['state'][i]) <= 1e-6
             assert int(fo['state'][i]['step']) == step
-        assert fs['step'] == step and len(fs['mask_rng']) == 2
+        assert fs['step'] == step and len(fs['rng']) == 2
     o, _ = _ckpt(tmp_path/'one', 1)
     assert {k: v.shape for k, v in o.items()} == {k: v.shape for k, v in f.items()}
 

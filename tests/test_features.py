@@ -5,7 +5,7 @@ import pytest, torch
 from videomae_nb.encoder import get_config
 from videomae_nb.data import open_video, clip_transform, as_model_input
 from videomae_nb.datasets import make_motion_videos, motion_clip, write_video, build_lists
-from videomae_nb.finetune import VideoClassifier
+from videomae_nb.classifier import VideoClassifier
 from videomae_nb.checkpoints import save_ours
 from videomae_nb.features import window_starts, window_features, extract_features, knn_classify, linear_probe, main
 

@@ -7,9 +7,10 @@ from safetensors.torch import load_file
 from videomae_nb.encoder import get_config
 from videomae_nb.data import open_video, clip_transform, as_model_input, read_list_file
 from videomae_nb.datasets import make_motion_videos, motion_clip, write_video, build_lists, MultiViewDataset
-from videomae_nb.finetune import (VideoClassifier, layer_id, layer_decay_groups, make_finetune_optimizer, MixSpec, mix_clips, cutmix_box,
-                                  soft_targets, evaluate, merge_views, gather_predictions, topk_accuracy, main, _read_csv)
-from videomae_nb.train import read_metrics, list_checkpoints
+from videomae_nb.classifier import VideoClassifier
+from videomae_nb.finetune import (layer_id, layer_decay_groups, make_finetune_optimizer, MixSpec, mix_clips, cutmix_box,
+                                  soft_targets, evaluate, merge_views, gather_predictions, topk_accuracy, main)
+from videomae_nb.runs import read_metrics, read_csv, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,7 +145,8 @@ from accelerate import Accelerator
 from videomae_nb.encoder import get_config
 from videomae_nb.data import read_list_file
 from videomae_nb.datasets import MultiViewDataset
-from videomae_nb.finetune import VideoClassifier, evaluate
+from videomae_nb.classifier import VideoClassifier
+from videomae_nb.finetune import evaluate
 acc = Accelerator(cpu=True)
 torch.manual_seed(0)
 model = VideoClassifier(get_config('tiny', depth=1), num_classes=4, init_scale=1.).eval()
@@ -203,7 +205,7 @@ def test_run_folder_validation_and_test(tmp_path, lists):
     run = Path(res['run_dir'])
     assert {p.name for p in run.iterdir()} == {'checkpoints', 'config.json', 'metrics.csv', 'val.csv', 'curves.png', 'test.json', 'predictions.csv'}
     assert res['steps'] == 6 and [int(r['step']) for r in read_metrics(run)] == list(range(6))      # 12 videos / 4 per step, 2 epochs
-    assert [int(r['step']) for r in _read_csv(run/'val.csv')] == [1, 3, 5]
+    assert [int(r['step']) for r in read_csv(run/'val.csv')] == [1, 3, 5]
     t = json.loads((run/'test.json').read_text())
     assert (t['videos'], t['views'], t['clips'], t['crops']) == (4, 4, 2, 2)
     rows = list(csv.DictReader(open(run/'predictions.csv')))
@@ -280,7 +282,7 @@ def test_finetuning_learns_motion_direction_on_the_cpu(tmp_path):
                    eval_every=100, no_test=True, num_workers=1, out=str(tmp_path/'run'), quiet=True)
     finally: torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
-    val = _read_csv(tmp_path/'run'/'val.csv')
+    val = read_csv(tmp_path/'run'/'val.csv')
     print(f"validation top-1 {[round(r['acc1'], 1) for r in val]} at steps {[int(r['step']) + 1 for r in val]}, {seconds:.0f}s in all")
     assert res['val']['videos'] == 200 and res['val']['acc1'] >= 90, val
     assert seconds < 300

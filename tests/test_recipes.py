@@ -2,9 +2,12 @@
 of GPUs and on one GPU with accumulation; refusals of contradicting flags and data; the Accelerate configs; and a
 recipe scaled down to the tiny model under two CPU processes."""
 import os, re, subprocess, sys
+from dataclasses import fields
 from pathlib import Path
 import pytest
 from videomae_nb.recipes import RECIPES, apply_recipe, get_recipe, fit_batch, main as recipes_main
+from videomae_nb.train import PretrainConfig
+from videomae_nb.finetune import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT/'data_samples'
@@ -48,11 +51,15 @@ NOT_STATED = {'videomaev2_k400_b_ft': 7e-4, 'videomaev2_k400_l_ft': 2e-3, 'video
 _LINE = re.compile(r'^(official|this run): effective batch (\d+) = (\d+) per process x (\d+) (?:processes|GPUs) x (\d+) '
                    r'accumulation; lr = \S+ x \d+ / 256 = (\S+?)(?:;|\s|$)', re.M)
 
-def printed(name, world, **flags) -> dict:
-    "Apply a recipe as the script would on `world` processes; parse the batch lines it prints."
+CONFIGS = dict(pretrain=PretrainConfig, finetune=FinetuneConfig)
+
+def printed(name, world, **flags) -> tuple:
+    "Apply a recipe as the script would on `world` processes: the settings, and the batch lines it prints, parsed."
     out, r = [], get_recipe(name)
-    if r.method == 'MVD' and r.script == 'pretrain': flags = dict(image_teacher_ckpt='mae.pth', video_teacher_ckpt='videomae.pth', **flags)
-    s = apply_recipe(dict(recipe=name, **flags), r.script, world=world, log=out.append)
+    if r.method == 'MVD' and r.script == 'pretrain':
+        flags = dict(image_teacher_ckpt='mae.pth', video_teacher_ckpt='videomae.pth', **flags)
+    flags = dict(recipe=name, **flags)
+    s = apply_recipe(CONFIGS[r.script](**flags), given=set(flags), world=world, log=out.append)
     lines = {m[0]: dict(eff=int(m[1]), batch=int(m[2]), world=int(m[3]), accum=int(m[4]), lr=float(m[5]))
              for m in _LINE.findall('\n'.join(out))}
     return s, lines, '\n'.join(out)
@@ -69,7 +76,7 @@ def test_official_gpus_print_official_batch_and_lr(name):
     run = lines['this run']
     assert (run['eff'], run['batch'], run['world'], run['accum']) == (eff, per_gpu, gpus, freq), text
     assert run['lr'] == pytest.approx(lr, rel=1e-3), text
-    assert (s['batch_size'], s['accum']) == (per_gpu, freq)
+    assert (s.batch_size, s.accum) == (per_gpu, freq)
 
 @pytest.mark.parametrize('name', sorted(OFFICIAL))
 def test_one_gpu_accumulates_to_the_official_batch(name):
@@ -88,21 +95,21 @@ def test_unstated_batch_scales_by_the_batch_the_run_has(name):
 
 def test_more_gpus_than_official_shrink_the_per_gpu_batch():
     s, lines, _ = printed('videomae_k400_b_pt', 128)
-    assert (s['batch_size'], s['accum'], lines['this run']['eff']) == (16, 1, 2048)
+    assert (s.batch_size, s.accum, lines['this run']['eff']) == (16, 1, 2048)
 
 def test_explicit_flags_win_and_are_reported():
     s, lines, text = printed('videomae_k400_b_pt', 8, batch_size=8, accum=2, epochs=800)
-    assert (s['batch_size'], s['accum'], lines['this run']['eff']) == (8, 2, 128)
+    assert (s.batch_size, s.accum, lines['this run']['eff']) == (8, 2, 128)
     assert lines['this run']['lr'] == pytest.approx(1.5e-4 * 128 / 256)
     assert "<- the recipe's is 2048" in text and '--epochs 800 (recipe: 1600)' in text
-    assert s['warmup'] == pytest.approx(40 / 800)         # 40 warmup epochs, as a fraction of the shorter run
+    assert s.warmup == pytest.approx(40 / 800)         # 40 warmup epochs, as a fraction of the shorter run
 
 def test_v2_huge_decoder_and_giant_clip():
     from videomae_nb.recipes import model_overrides
     s, _, _ = printed('videomaev2_hybrid_h_pt', 64)
-    assert model_overrides(s) == dict(decoder_dim=512, decoder_heads=8) and s['num_sample'] == 4 and s['decoder_mask_ratio'] == 0.5
+    assert model_overrides(s) == dict(decoder_dim=512, decoder_heads=8) and s.num_sample == 4 and s.decoder_mask_ratio == 0.5
     s, _, _ = printed('videomaev2_hybrid_g_pt', 64)
-    assert s['clip_grad'] == 0.02 and s['grad_checkpointing'] and s['blr'] == 6e-4
+    assert s.clip_grad == 0.02 and s.grad_checkpointing and s.blr == 6e-4
 
 # --- refusals ---------------------------------------------------------------------------------------------------
 
@@ -147,16 +154,16 @@ def test_fsdp_launch_pretrain_only(monkeypatch):
     "FSDP2 pretraining is accepted; fine-tuning, FSDP1 and Accelerate's own activation checkpointing are refused."
     monkeypatch.setenv('ACCELERATE_USE_FSDP', 'true')
     monkeypatch.setenv('FSDP_VERSION', '2')
-    assert apply_recipe(dict(recipe=None), 'pretrain')['preset'] == 'tiny'
+    assert apply_recipe(PretrainConfig()).preset == 'tiny'
     with pytest.raises(ValueError, match='8gpu_ddp.yaml'):
-        apply_recipe(dict(recipe=None), 'finetune')
+        apply_recipe(FinetuneConfig())
     monkeypatch.setenv('FSDP_ACTIVATION_CHECKPOINTING', 'true')
     with pytest.raises(ValueError, match='--grad_checkpointing'):
-        apply_recipe(dict(recipe=None), 'pretrain')
+        apply_recipe(PretrainConfig())
     monkeypatch.setenv('FSDP_ACTIVATION_CHECKPOINTING', 'false')
     monkeypatch.setenv('FSDP_VERSION', '1')
     with pytest.raises(ValueError, match='FSDP2 only'):
-        apply_recipe(dict(recipe=None), 'pretrain')
+        apply_recipe(PretrainConfig())
 
 def test_fit_batch_rejects_nonsense():
     with pytest.raises(ValueError, match='positive'): fit_batch(2048, 0, 32)
@@ -213,13 +220,11 @@ def test_recipe_scaled_to_tiny_on_two_cpu_processes(tmp_path):
 
 @pytest.mark.parametrize('script', ['pretrain', 'finetune'])
 def test_every_recipe_value_reaches_the_script(script):
-    "A flag whose default is neither None nor the recipe's value would silently beat the recipe."
-    import inspect
-    from videomae_nb import train, finetune
+    "Every value a recipe sets is a setting of its script, and reaches the run's settings (on the official GPUs)."
     from videomae_nb.recipes import recipe_settings, list_recipes
-    params = inspect.signature((train if script == 'pretrain' else finetune).main).parameters
+    names = {f.name for f in fields(CONFIGS[script])}
     for r in list_recipes(script):
-        for k, v in recipe_settings(r).items():
-            assert k in params, f'{r.name}: {k} is not a flag of the {script} script'
-            d = params[k].default
-            assert d is None or d == v or (d is False and v is True), f'{r.name}: --{k} defaults to {d!r}, the recipe says {v!r}'
+        rs = recipe_settings(r)
+        assert set(rs) <= names, f'{r.name}: {sorted(set(rs) - names)} are not settings of the {script} script'
+        s, _, _ = printed(r.name, r.gpus or 8)
+        for k, v in rs.items(): assert getattr(s, k) == v, f'{r.name}: --{k} is {getattr(s, k)!r}, the recipe says {v!r}'

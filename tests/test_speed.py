@@ -2,7 +2,8 @@
 import json, subprocess, sys, os
 from pathlib import Path
 import pytest, torch
-from videomae_nb.train import main, read_metrics, make_optimizer
+from videomae_nb.train import main, make_optimizer
+from videomae_nb.runs import read_metrics
 from videomae_nb.data import PretrainDataset, collate, device_clips, as_model_input, denormalize
 from videomae_nb.ops import cpu_matmul_mode, onednn_available, Linear
 from videomae_nb.videomae import VideoMAE

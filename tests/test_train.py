@@ -3,7 +3,8 @@ import csv, json, shutil, subprocess, sys, os
 from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
-from videomae_nb.train import main, list_checkpoints, read_metrics
+from videomae_nb.train import main
+from videomae_nb.runs import list_checkpoints, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT/'data_samples'

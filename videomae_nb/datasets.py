@@ -9,7 +9,7 @@ __all__ = ['MOTION_CLASSES', 'RAND_AUGMENT_OPS', 'write_video', 'motion_clip', '
            'ShardSampler', 'eval_collate', 'finetune_loader', 'eval_loader', 'check_video', 'check_data',
            'format_summary', 'prepare_video', 'prepare_data', 'cli', 'main']
 
-# %% ../nbs/09a_datasets.ipynb #2969aed5
+# %% ../nbs/09a_datasets.ipynb #c730da06
 # Run as a file (`python videomae_nb/datasets.py`): make the package importable and the imports relative.
 if __name__ == '__main__' and not __package__ and '__file__' in globals():
     import sys, pathlib
@@ -17,18 +17,18 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/09a_datasets.ipynb #f20332d0
+# %% ../nbs/09a_datasets.ipynb #59d553c6
 import contextlib, math, os, re, shutil, warnings
 from collections import Counter
 from pathlib import Path
 import numpy as np
 import torch
-from fastcore.script import call_parse
+from .cli import script, run_cli
 from .data import (VideoReadError, open_video, video_backend, sample_frame_indices, clip_transform,
                               decode_size, scale_box, read_list_file, read_v2_list, list_format, find_videos,
                               PretrainDataset, InfiniteSampler, collate)
 
-# %% ../nbs/09a_datasets.ipynb #997522ef
+# %% ../nbs/09a_datasets.ipynb #41caa3d2
 MOTION_CLASSES = ('right', 'left', 'down', 'up')
 _DIRECTIONS = {'right': (0, 1), 'left': (0, -1), 'down': (1, 0), 'up': (-1, 0)}
 
@@ -45,7 +45,7 @@ def write_video(path, frames:np.ndarray, fps:float=8, crf:int=18) -> Path:
         for p in s.encode(): c.mux(p)
     return path
 
-# %% ../nbs/09a_datasets.ipynb #ef68890f
+# %% ../nbs/09a_datasets.ipynb #1cd8f4e3
 def motion_clip(label:int, frames:int=16, size=64, rng:np.random.Generator|None=None) -> np.ndarray:
     "One clip `(T, H, W, 3)` uint8: a square moving in direction `MOTION_CLASSES[label]` across a noisy background."
     rng = rng or np.random.default_rng()
@@ -70,7 +70,7 @@ def motion_clip(label:int, frames:int=16, size=64, rng:np.random.Generator|None=
         video[t][np.ix_(ys, xs)] = color
     return video
 
-# %% ../nbs/09a_datasets.ipynb #12bbbb17
+# %% ../nbs/09a_datasets.ipynb #b8d39e30
 def make_motion_videos(folder, n_per_class:int=10, frames:int=16, size=64, seed:int=0,
                        fps:float=8) -> list[tuple[Path, int]]:
     "Write `n_per_class` motion clips per class to `folder/<class>/<i>.mp4`; returns `(path, label)` pairs."
@@ -81,7 +81,7 @@ def make_motion_videos(folder, n_per_class:int=10, frames:int=16, size=64, seed:
             out.append((write_video(folder/name/f'{name}_{i:04d}.mp4', clip, fps), label))
     return out
 
-# %% ../nbs/09a_datasets.ipynb #05395341
+# %% ../nbs/09a_datasets.ipynb #e0e65bb7
 def write_list(entries, path) -> Path:
     "Write `(path, label)` pairs as a `path label` list (label None: V2's `path 0 -1`), relative to the list's folder."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def write_list(entries, path) -> Path:
     path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
     return path
 
-# %% ../nbs/09a_datasets.ipynb #49e5efa5
+# %% ../nbs/09a_datasets.ipynb #2dad236f
 def _class_videos(root:Path) -> dict[str, list[Path]]:
     "Class name → its videos (files or folders of frames), for every subfolder of `root` that holds some."
     out = {}
@@ -111,7 +111,7 @@ def read_classes(path) -> list[str]:
     "Class names of a `classes.txt` (line i is the name of label i)."
     return [l.strip() for l in Path(path).read_text(encoding='utf-8').splitlines() if l.strip()]
 
-# %% ../nbs/09a_datasets.ipynb #62fb230a
+# %% ../nbs/09a_datasets.ipynb #c6fb75c5
 def build_lists(root, out=None, val_fraction:float=0.2, seed:int=0) -> dict:
     "Write `train.csv`, `val.csv`, `test.csv` (= val), `classes.txt` for a `root/<class>/*.mp4` tree into `out`."
     root = Path(root); out = Path(out) if out is not None else root
@@ -133,7 +133,7 @@ def build_lists(root, out=None, val_fraction:float=0.2, seed:int=0) -> dict:
     (out/'classes.txt').write_text('\n'.join(classes) + '\n', encoding='utf-8')
     return dict(classes=classes, train=len(train), val=len(val), folder=str(out))
 
-# %% ../nbs/09a_datasets.ipynb #9dc5a897
+# %% ../nbs/09a_datasets.ipynb #05532aa0
 def dense_test_indices(n:int, num_frames:int=16, stride:int=4, clip:int=0, num_clips:int=5) -> np.ndarray:
     "Frame indices of test clip `clip` of `num_clips` (dense sampling, the official K400 protocol)."
     if n < 1: raise ValueError(f"a video needs at least one frame, got {n}")
@@ -143,7 +143,7 @@ def dense_test_indices(n:int, num_frames:int=16, stride:int=4, clip:int=0, num_c
     start = int(clip * room / (num_clips - 1)) if num_clips > 1 else room // 2
     return idx[start:start + num_frames]
 
-# %% ../nbs/09a_datasets.ipynb #45c59142
+# %% ../nbs/09a_datasets.ipynb #a81fc1b1
 def tsn_indices(n:int, num_frames:int=16, generator:torch.Generator|None=None, clip:int=0,
                 num_clips:int=1) -> np.ndarray:
     "One frame from each of `num_frames` equal segments: random with a `generator`, else at fraction `clip/num_clips`."
@@ -155,7 +155,7 @@ def tsn_indices(n:int, num_frames:int=16, generator:torch.Generator|None=None, c
     tick = n / num_frames
     return np.array([int(tick * (x + clip / num_clips)) for x in range(num_frames)])
 
-# %% ../nbs/09a_datasets.ipynb #95ae5890
+# %% ../nbs/09a_datasets.ipynb #8900a4f7
 def random_resized_crop_box(H:int, W:int, scale=(0.08, 1.), ratio=(3/4, 4/3), generator:torch.Generator|None=None):
     "A random `(y, x, h, w)` box of an `H×W` frame: area fraction in `scale`, aspect (w/h) log-uniform in `ratio`."
     area, log_r = H * W, (math.log(ratio[0]), math.log(ratio[1]))
@@ -178,7 +178,7 @@ def view_boxes(H:int, W:int, num_crops:int=3) -> list[tuple[int,int,int,int]]:
             else [(long - side) // 2])
     return [(o, 0, side, side) if H > W else (0, o, side, side) for o in offs]
 
-# %% ../nbs/09a_datasets.ipynb #4d8672cd
+# %% ../nbs/09a_datasets.ipynb #347d015b
 RAND_AUGMENT_OPS = ('AutoContrast', 'Equalize', 'Invert', 'Rotate', 'PosterizeIncreasing', 'SolarizeIncreasing',
                     'SolarizeAdd',
                     'ColorIncreasing', 'ContrastIncreasing', 'BrightnessIncreasing', 'SharpnessIncreasing',
@@ -200,7 +200,7 @@ def parse_rand_augment(spec:str) -> dict:
                          f"add -inc1 to {spec!r}")
     return out
 
-# %% ../nbs/09a_datasets.ipynb #3a47e288
+# %% ../nbs/09a_datasets.ipynb #456a305f
 def _apply_op(name:str, x:torch.Tensor, m:float, sign:float) -> torch.Tensor:
     "One RandAugment op at magnitude `m` ∈ [0, 10] on uint8 frames `(T, 3, H, W)`."
     import torchvision.transforms.v2.functional as TF
@@ -223,7 +223,7 @@ def _apply_op(name:str, x:torch.Tensor, m:float, sign:float) -> torch.Tensor:
     t, sh = kw[name]
     return TF.affine(x, angle=0., translate=t, scale=1., shear=sh, interpolation=bil, fill=_FILL, center=[0, 0])
 
-# %% ../nbs/09a_datasets.ipynb #99455349
+# %% ../nbs/09a_datasets.ipynb #194f58ef
 def rand_augment(x:torch.Tensor, num_ops:int=4, magnitude:float=7., magnitude_std:float=0.5, prob:float=0.5,
                  generator:torch.Generator|None=None) -> torch.Tensor:
     "RandAugment with the same ops and strengths for every frame of uint8 frames `(T, 3, H, W)`."
@@ -235,7 +235,7 @@ def rand_augment(x:torch.Tensor, num_ops:int=4, magnitude:float=7., magnitude_st
         x = _apply_op(RAND_AUGMENT_OPS[i], x, min(max(m, 0.), 10.), -1. if r() < 0.5 else 1.)
     return x
 
-# %% ../nbs/09a_datasets.ipynb #71f6dc51
+# %% ../nbs/09a_datasets.ipynb #5225e857
 class FinetuneDataset(PretrainDataset):
     "Labelled training clips from `(path, label)` pairs: dense or TSN frames, random resized crop, RandAugment, flip."
     def __init__(self, entries, num_frames:int=16, stride:int=4, sampling:str='dense', size:int=224, num_sample:int=1,
@@ -277,14 +277,14 @@ class FinetuneDataset(PretrainDataset):
         item = super().__getitem__(key)
         return {**item, 'label': self.labels[item['index']]}
 
-# %% ../nbs/09a_datasets.ipynb #77673c6f
+# %% ../nbs/09a_datasets.ipynb #165c0270
 def finetune_collate(items:list[dict]) -> dict:
     "`collate` plus labels: the `num_sample` clips of a video share its label."
     batch = collate(items)
     batch['label'] = torch.tensor([it['label'] for it in items]).repeat_interleave(items[0]['video'].shape[0])
     return batch
 
-# %% ../nbs/09a_datasets.ipynb #154fbb7f
+# %% ../nbs/09a_datasets.ipynb #a9496dd8
 class MultiViewDataset(torch.utils.data.Dataset):
     "All test views of a video: `num_clips` clips × `num_crops` crops → uint8 `(V, 3, T, S, S)`, clip-major."
     def __init__(self, entries, num_frames:int=16, stride:int=4, sampling:str='dense', size:int=224, num_clips:int=5,
@@ -334,7 +334,7 @@ class MultiViewDataset(torch.utils.data.Dataset):
             warnings.warn(f"test video left out: {e}"); item['error'] = str(e)
         return item
 
-# %% ../nbs/09a_datasets.ipynb #3f156b41
+# %% ../nbs/09a_datasets.ipynb #36831ef3
 class ShardSampler(torch.utils.data.Sampler):
     "Indices `rank, rank+world, …` of `n` items, wrapped around so that every rank gets `ceil(n / world)` of them."
     def __init__(self, n:int, rank:int=0, world:int=1):
@@ -352,7 +352,7 @@ def eval_collate(items:list[dict]) -> dict:
                 path=[it['path'] for it in ok],
                 failed=[(it['index'], it['path'], it['error']) for it in items if it['video'] is None])
 
-# %% ../nbs/09a_datasets.ipynb #11cca1e1
+# %% ../nbs/09a_datasets.ipynb #4ce65c78
 def finetune_loader(dataset:FinetuneDataset, batch_size:int, rank:int=0, world:int=1, seed:int=0, start:int=0,
                     num_workers:int=2, pin_memory:bool=False) -> torch.utils.data.DataLoader:
     "An endless loader of training batches `dict(video=(B*num_sample, 3, T, S, S) uint8, label, ...)` for one process."
@@ -367,7 +367,7 @@ def eval_loader(dataset:MultiViewDataset, batch_size:int, rank:int=0, world:int=
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world),
                                        num_workers=num_workers, collate_fn=eval_collate, pin_memory=pin_memory)
 
-# %% ../nbs/09a_datasets.ipynb #e6217bb4
+# %% ../nbs/09a_datasets.ipynb #453040c7
 def check_video(path, label:int|None=None, num_classes:int|None=None, min_frames:int=1, decode:str='ends',
                 backend:str|None=None, *, span:tuple[int, int]|None=None) -> dict:
     "Open and decode one video (or folder of frames); `problem`: None, missing, empty, unreadable, truncated, ..."
@@ -390,7 +390,7 @@ def check_video(path, label:int|None=None, num_classes:int|None=None, min_frames
         return {**out, 'problem': 'bad label', 'detail': f'label {label} is outside [0, {num_classes})'}
     return out
 
-# %% ../nbs/09a_datasets.ipynb #54b966c6
+# %% ../nbs/09a_datasets.ipynb #cd5c5635
 def _entries(source, root=None) -> tuple[list[tuple[Path, int|None, tuple|None]], str]:
     "`(path, label or None, V2's (start, total) or None)` of a list or a folder of videos, and which it was."
     source = Path(source)
@@ -409,7 +409,7 @@ def _map(fn, jobs:list, workers:int, progress:bool, desc:str) -> list:
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(workers) as ex: return list(tqdm(ex.map(fn, jobs, chunksize=4), **bar))
 
-# %% ../nbs/09a_datasets.ipynb #b105c19b
+# %% ../nbs/09a_datasets.ipynb #67b99fa6
 def check_data(source, root=None, num_classes:int|None=None, min_frames:int=16, decode:str='ends', workers:int=0,
                bad_list=None, good_list=None, progress:bool=True, backend:str|None=None) -> dict:
     "Check every video of a list or folder; write the bad entries (and optionally the good ones); return a summary."
@@ -426,7 +426,7 @@ def check_data(source, root=None, num_classes:int|None=None, min_frames:int=16, 
     if good_list is not None: _write_checked([r for r in results if not r['problem']], good_list, kind)
     return _summary(results, str(source), kind, num_classes, labels, bad_list if bad else None)
 
-# %% ../nbs/09a_datasets.ipynb #d27d22af
+# %% ../nbs/09a_datasets.ipynb #368b7fc2
 def _write_checked(results:list[dict], path, kind:str):
     "Write checked entries as a list of the source's kind, each bad one after a `# problem: detail` line."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -454,26 +454,28 @@ def _summary(results, source, kind, num_classes, labels, bad_list) -> dict:
                  empty_classes=[c for c, k in enumerate(per) if k == 0])
     return s
 
-# %% ../nbs/09a_datasets.ipynb #063617a8
-def format_summary(s:dict) -> str:
+# %% ../nbs/09a_datasets.ipynb #8b13d9b4
+def format_summary(summary:dict) -> str:
     "The summary of `check_data` as a few lines of text."
-    lines = [f"{s['source']}: {s['videos']} videos, {s['good']} good, {s['bad']} bad"
-             + (' (' + ', '.join(f'{k} {v}' for k, v in sorted(s['problems'].items())) + ')' if s['bad'] else '')]
-    if s['bad_list']: lines.append(f"  bad entries written to {s['bad_list']}")
-    if 'frames' in s:
-        lines.append(f"  frames per video: min {s['frames'][0]}, median {s['frames'][1]}, max {s['frames'][2]}")
-    if 'short_side' in s:
-        lo, mid, hi = s['short_side']
+    problems = ', '.join(f'{k} {v}' for k, v in sorted(summary['problems'].items()))
+    lines = [f"{summary['source']}: {summary['videos']} videos, {summary['good']} good, {summary['bad']} bad"
+             + (f' ({problems})' if summary['bad'] else '')]
+    if summary['bad_list']: lines.append(f"  bad entries written to {summary['bad_list']}")
+    if 'frames' in summary:
+        lo, mid, hi = summary['frames']
+        lines.append(f"  frames per video: min {lo}, median {mid}, max {hi}")
+    if 'short_side' in summary:
+        lo, mid, hi = summary['short_side']
         hint = "; --prepare re-encodes to 320 (the official preprocessing; decoding gets much faster)"
         lines.append(f"  short side (px): min {lo}, median {mid}, max {hi}" + (hint if mid > 400 else ''))
-    if 'num_classes' in s:
-        lo, hi = s['per_class']
-        lines.append(f"  classes: {s['num_classes']}, videos per class min {lo}, max {hi}"
+    if 'num_classes' in summary:
+        (lo, hi), empty = summary['per_class'], summary['empty_classes']
+        lines.append(f"  classes: {summary['num_classes']}, videos per class min {lo}, max {hi}"
                      + (f" (imbalance {hi / lo:.1f}x)" if lo else '')
-                     + (f"; classes without videos: {s['empty_classes'][:10]}" if s['empty_classes'] else ''))
+                     + (f"; classes without videos: {empty[:10]}" if empty else ''))
     return '\n'.join(lines)
 
-# %% ../nbs/09a_datasets.ipynb #56f08dce
+# %% ../nbs/09a_datasets.ipynb #623392c6
 def _even_size(H:int, W:int, short_side:int) -> tuple[int, int]:
     "`(h, w)` with the short side cut to `short_side` (never enlarged), both even (as H.264's 4:2:0 needs)."
     k = min(1., short_side / min(W, H))
@@ -509,7 +511,7 @@ def prepare_video(src, dst, short_side:int=320, crf:int=23, *, span:tuple[int, i
         raise VideoReadError(src, f"re-encoding failed ({type(e).__name__}: {e})") from None
     return dst
 
-# %% ../nbs/09a_datasets.ipynb #6afe1878
+# %% ../nbs/09a_datasets.ipynb #72e18c82
 def _prepare_one(args) -> str|None:
     src, dst, short_side, span = args
     if Path(dst).exists(): return None
@@ -531,7 +533,7 @@ def prepare_data(entries, out_dir, list_name:str='list.csv', root=None, short_si
     keep = [(d, l) for d, l in done if d.exists()]
     return write_list(keep, out_dir/list_name)
 
-# %% ../nbs/09a_datasets.ipynb #cfaba0c0
+# %% ../nbs/09a_datasets.ipynb #8baa892e
 _SPLITS = ('train.csv', 'val.csv', 'test.csv')
 
 def _lists_of(source:Path, lists_out, val_fraction:float, seed:int, quiet:bool) -> list[Path]:
@@ -545,11 +547,11 @@ def _lists_of(source:Path, lists_out, val_fraction:float, seed:int, quiet:bool) 
     return [Path(info['folder'])/s for s in _SPLITS[:2]]
 
 def cli():
-    "Console-script entry point of `videomae-check-data`."
-    main()
+    "Console-script entry point of `videomae-check-data`: a refusal is one line, exit status 2."
+    run_cli(main, 'videomae-check-data')
 
-# %% ../nbs/09a_datasets.ipynb #9f84ade7
-@call_parse
+# %% ../nbs/09a_datasets.ipynb #c6de6779
+@script('videomae-check-data')
 def main(source:str,                 # list (`path label`, V2's `path start total`), folder of lists or of classes
          data_root:str=None,         # folder that relative paths start from (default: each list's folder)
          nb_classes:int=None,        # number of classes, for the label check (default: the largest label + 1)
@@ -564,22 +566,24 @@ def main(source:str,                 # list (`path label`, V2's `path start tota
          prepare:str=None,           # re-encode the good videos into this folder, with new lists
          short_side:int=320,         # short side of the re-encoded videos (never upscaled)
          quiet:bool=False,           # no progress bars or summaries
+         decoder:str='auto',         # video decoder: auto, pyav, decord, torchcodec or torchcodec:cuda
         ) -> list[dict]:
     "Check the videos of a dataset (files exist, decode, frame counts, labels, class balance) and list the bad ones."
+    video_backend(decoder)                                   # a decoder that cannot work here: refused first
     lists = _lists_of(Path(source), lists_out, val_fraction, seed, quiet)
     if (bad_list or good_list) and len(lists) > 1:
         raise ValueError(f"--bad_list/--good_list take one list; {source!r} stands for {len(lists)}")
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
     summaries = []
     for lst in lists:
-        s = check_data(lst, data_root, nb_classes, min_frames, 'all' if full else 'ends', workers, bad_list, good_list,
-                       not quiet)
-        if not quiet: print(format_summary(s))
+        summary = check_data(lst, data_root, nb_classes, min_frames, 'all' if full else 'ends', workers, bad_list,
+                             good_list, not quiet, backend=decoder)
+        if not quiet: print(format_summary(summary))
         if prepare:
-            bad = set(s['bad_files'])
+            bad = set(summary['bad_files'])
             good = [(p, l, sp) for p, l, sp in _entries(lst, data_root)[0] if str(p) not in bad]
-            s['prepared_list'] = str(prepare_data(good, prepare, lst.name, data_root or lst.parent, short_side, workers,
-                                                  not quiet))
-            if not quiet: print(f"  prepared {len(good)} videos at short side {short_side}: {s['prepared_list']}")
-        summaries.append(s)
+            summary.update(prepared_list=str(prepare_data(good, prepare, lst.name, data_root or lst.parent,
+                                                          short_side, workers, not quiet)))
+            if not quiet: print(f"  prepared {len(good)} videos at short side {short_side}: {summary['prepared_list']}")
+        summaries.append(summary)
     return summaries
