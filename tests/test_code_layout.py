@@ -138,6 +138,7 @@ OLD_FINETUNE_SETTINGS = {
     'val_fraction', 'val_list', 'warmup_epochs', 'warmup_steps', 'weight_decay', 'pos'}
 OLD_CONFIG_JSON = {'settings', 'model', 'total_steps', 'effective_batch', 'lr'}
 ADDED = {'decoder'}            # settings added since (issue 17: --decoder); folders without them resume
+PRETRAIN_ADDED = ADDED | {'patch_size'}   # and to pretraining (issue 16: --patch_size)
 OLD_PRETRAIN_STATE = {'optimizer', 'mask_rng', 'config', 'scaler', 'step'}      # no global random state yet
 DATA = ROOT/'data_samples'
 FAST = dict(data=str(DATA), frames=4, size=32, batch_size=2, num_workers=0, quiet=True)
@@ -145,7 +146,7 @@ FAST = dict(data=str(DATA), frames=4, size=32, batch_size=2, num_workers=0, quie
 def test_the_settings_keep_their_names():
     from videomae_nb.train import PretrainConfig
     from videomae_nb.finetune import FinetuneConfig
-    assert set(PretrainConfig().settings()) == OLD_PRETRAIN_SETTINGS | ADDED
+    assert set(PretrainConfig().settings()) == OLD_PRETRAIN_SETTINGS | PRETRAIN_ADDED
     assert set(FinetuneConfig().settings()) == OLD_FINETUNE_SETTINGS | ADDED
     assert {f.name for f in fields(FinetuneConfig)} == (OLD_FINETUNE_SETTINGS | ADDED) - {'flip'}   # flip: derived
 
@@ -170,7 +171,7 @@ def test_the_run_folder_keeps_its_files_and_keys(tmp_path):
     from videomae_nb.train import main
     res = main(steps=2, out=str(tmp_path/'r'), **FAST)
     cfg = json.loads((Path(res['run_dir'])/'config.json').read_text())
-    assert set(cfg) == OLD_CONFIG_JSON and set(cfg['settings']) == OLD_PRETRAIN_SETTINGS | ADDED
+    assert set(cfg) == OLD_CONFIG_JSON and set(cfg['settings']) == OLD_PRETRAIN_SETTINGS | PRETRAIN_ADDED
     state = torch.load(Path(res['run_dir'])/'checkpoints'/'checkpoint-0000002'/'state.pt', weights_only=True)
     assert set(state) == (OLD_PRETRAIN_STATE - {'mask_rng'}) | {'rng', 'torch_rng', 'cuda_rng'}
 
@@ -179,7 +180,7 @@ def _as_old_layout(ckpt:Path, run:Path):
     st = torch.load(ckpt/'state.pt', weights_only=True)
     old = dict(optimizer=st['optimizer'], mask_rng=st['rng'], config=st['config'], scaler=st['scaler'], step=st['step'])
     assert set(old) == OLD_PRETRAIN_STATE
-    settings = {k: v for k, v in old['config']['settings'].items() if k not in ADDED}
+    settings = {k: v for k, v in old['config']['settings'].items() if k not in PRETRAIN_ADDED}
     old['config']['settings'] = {**settings, 'steps': 6}                      # the old code recorded filled values
     torch.save(old, ckpt/'state.pt')
     cfg = json.loads((run/'config.json').read_text())

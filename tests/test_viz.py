@@ -25,10 +25,10 @@ def one_thread():
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory, one_thread):
-    "A run folder of a tiny model pretrained for a few steps on one clip (normalized targets, 8 frames of 64 px)."
+    "A run folder of a tiny model pretrained for a few steps on one clip (normalized targets, 8 frames of 64 px, 16-px patches)."
     d = tmp_path_factory.mktemp('viz')
     (d/'one.txt').write_text(f"{DATA/'cycling_ball_throw.mp4'} 0\n")
-    res = train(data=str(d/'one.txt'), steps=8, frames=8, size=64, batch_size=2, num_workers=0, target='norm', quiet=True, out=str(d/'run'))
+    res = train(data=str(d/'one.txt'), steps=8, frames=8, size=64, patch_size=16, batch_size=2, num_workers=0, target='norm', quiet=True, out=str(d/'run'))
     return Path(res['run_dir'])
 
 def make_video(path, frames=40, width=200, height=150, fps=10):

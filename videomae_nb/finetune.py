@@ -333,7 +333,7 @@ def with_model(cfg:FinetuneConfig) -> tuple[FinetuneConfig, ViTConfig]:
     elif cfg.pretrained: model_cfg = infer_config(canonical_state_dict(read_state_dict(cfg.pretrained)[0])[0])
     else: cfg, model_cfg = replace(cfg, preset='tiny'), get_config('tiny')
     tiny = (model_cfg.dim, model_cfg.depth) == (get_config('tiny').dim, get_config('tiny').depth)
-    cfg = replace(cfg, size=cfg.size or (128 if tiny else 224))
+    cfg = replace(cfg, size=cfg.size or (8 * model_cfg.patch_size if tiny else 224))   # tiny: an 8 x 8 patch grid
     return cfg, replace(model_cfg, drop_path=cfg.drop_path, grad_checkpointing=cfg.grad_checkpointing)
 
 def finetune_config(**flags) -> FinetuneConfig:

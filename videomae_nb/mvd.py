@@ -164,10 +164,12 @@ def make_teachers(student_cfg:ViTConfig, num_frames:int, img_size:int,
     vsd, vcfg = teacher_weights(video_ckpt) if video_ckpt is not None else (None, None)
     if video_preset: cfg = get_config(video_preset)
     elif vcfg: cfg = ViTConfig(**vcfg)
-    else: cfg = get_config(_match_video_preset(vsd) if vsd is not None else default)
+    elif vsd is not None: cfg = get_config(_match_video_preset(vsd))
+    else: cfg = get_config(default, patch_size=student_cfg.patch_size, tubelet_size=student_cfg.tubelet_size)
     if (cfg.patch_size, cfg.tubelet_size) != (student_cfg.patch_size, student_cfg.tubelet_size):
         raise ValueError(f"the video teacher's tubelet {cfg.tubelet_size}x{cfg.patch_size}² must match the student's "
-                         f"{student_cfg.tubelet_size}x{student_cfg.patch_size}²")
+                         f"{student_cfg.tubelet_size}x{student_cfg.patch_size}² "
+                         f"(--patch_size {cfg.patch_size} sets the student's)")
     vid = VideoTeacher(cfg)
     if vsd is not None:
         rep = load_video_teacher(vid, vsd)

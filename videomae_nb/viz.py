@@ -293,7 +293,8 @@ class Quality:
         "One line for a picture's title or a log."
         get = (lambda k: self.clips[clip][k]) if clip else self.average
         psnr = lambda k: 10 * math.log10(1 / get(k))
-        return (f"hidden-pixel PSNR {psnr('model'):.2f} dB (mean colour {psnr('mean'):.2f}, Gaussian σ={self.sigma:g} "
+        return (f"{len(self.seeds)} tube masks {self.ratio:g}, hidden-pixel PSNR {psnr('model'):.2f} dB "
+                f"(mean colour {psnr('mean'):.2f}, Gaussian σ={self.sigma:g} "
                 f"{psnr('gauss'):.2f}); MSE {self.vs('mean', clip):.2f}x mean colour, {self.vs('gauss', clip):.2f}x "
                 "Gaussian")
 
@@ -314,16 +315,15 @@ def reconstruction_quality(model:VideoMAE, clips:dict, ratio:float=0.9, seeds=(0
     mode = 'visible-stats' if model.normalize_target else 'pixel'
     out, by_sigma = {}, {s: [] for s in sigmas}
     for name, clip in clips.items():
-        grid, errs = _grid(clip, model.cfg), {'model': [], 'mean': [], **{s: [] for s in sigmas}}
+        grid, err = _grid(clip, model.cfg), {'model': [], 'mean': [], **{s: [] for s in sigmas}}
         for seed in seeds:
             mask = tube_mask(1, grid, ratio, torch.Generator().manual_seed(seed))
-            rec = reconstruct(model, clip, mask, mode)
-            x = rec.rows['original']
+            x, pasted = (reconstruct(model, clip, mask, mode).rows[k] for k in ('original', 'pasted'))
             hid = mask_to_pixels(mask, grid, model.cfg.tubelet_size, model.cfg.patch_size)[0, 0].bool()
-            errs['model'].append(hidden_mse(rec.rows['pasted'], x, hid))
-            errs['mean'].append(hidden_mse(mean_colour_fill(x, ~hid), x, hid))
-            for s in sigmas: errs[s].append(hidden_mse(gaussian_inpaint(x, ~hid, s), x, hid))
-        out[name] = {k: float(np.mean(v)) for k, v in errs.items()}
+            err['model'].append(hidden_mse(pasted, x, hid))
+            err['mean'].append(hidden_mse(mean_colour_fill(x, ~hid), x, hid))
+            for s in sigmas: err[s].append(hidden_mse(gaussian_inpaint(x, ~hid, s), x, hid))
+        out[name] = {k: float(np.mean(v)) for k, v in err.items()}
         for s in sigmas: by_sigma[s].append(out[name][s])
     sigma = min(sigmas, key=lambda s: np.mean(by_sigma[s]))                  # the baseline's best width
     clips_ = {n: dict(model=r['model'], mean=r['mean'], gauss=r[sigma]) for n, r in out.items()}
@@ -474,10 +474,11 @@ def make_pictures(video, out, model:VideoMAE|None=None, *, mode:str='auto', mask
                dpi=dpi)
     if model is None: return files
     mask = masks[f'{mask_type} {mask_ratio:g}']
+    quality = reconstruction_quality(model, {name: clip}, mask_ratio).line()   # of the honest prediction, every mode
     for m in modes:
         rec = reconstruct(model, clip, mask, m)
         draw_reconstruction(rec, out/f'{name}-{m}.png', max_frames, dpi=dpi,
-                            title=what + (f'; {about}' if about else ''))
+                            title=what + (f'; {about}' if about else '') + f'\n{quality}')
         files += [out/f'{name}-{m}.png', save_gif(rec, out/f'{name}-{m}.gif', gif_size)]
     return files
 
