@@ -507,6 +507,7 @@ def test(acc, model, cfg:FinetuneConfig, lists:DataLists, run_dir:Path) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir/'test.json').write_text(json.dumps(summary, indent=1, default=str))
         write_predictions(run_dir/'predictions.csv', r, ds, lists.classes)
+    acc.wait_for_everyone()        # no process shuts its group down while another still writes (gloo aborts then)
     skipped = [f[1] for f in r['failed']]
     failed = f"; {len(skipped)} unreadable videos left out: {skipped[:3]}" if skipped else ''
     acc.print(f"test top-1 {r['acc1']:.2f}% top-5 {r['acc5']:.2f}% over {r['videos']} videos ({r['views']} views each)"
