@@ -105,3 +105,20 @@ def test_console_script_exit_status(tmp_path):
               '--data', str(DATA), '--out', str(tmp_path/'c')], cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-1000:]
     assert "{'run_dir'" not in r.stdout + r.stderr
+
+
+COUNTS = [('steps', 0), ('size', 0), ('size', -16), ('frames', 0), ('log_every', 0), ('save_every', 0), ('keep', 0),
+          ('batch_size', 0)]
+
+@pytest.mark.parametrize('script,flag,value', [(s, f, v) for s in ('videomae-train', 'videomae-finetune') for f, v in COUNTS]
+                         + [('videomae-train', 'patch_size', 0)])    # fine-tuning takes its patch from the model
+def test_a_count_of_zero_or_less_is_refused_before_any_work(monkeypatch, capsys, tmp_path, script, flag, value):
+    """Issue 22, point 6: `--steps 0`, `--size 0`, `--frames 0` ran at the defaults; `--size -16` and `--log_every 0`
+    crashed after work started. Now: one line naming flag and value, exit 2, no run folder."""
+    from videomae_nb import train, finetune
+    out = tmp_path/'run'
+    monkeypatch.setattr(sys, 'argv', [script, f'--{flag}', str(value), '--out', str(out)])
+    with pytest.raises(SystemExit) as e: (train if script == 'videomae-train' else finetune).cli()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and f'--{flag} must be >= 1, got {value}' in err, err
+    assert not out.exists()
