@@ -168,3 +168,16 @@ def test_official_style_weights_file(run, tmp_path):
     sd = VideoMAE(get_config('tiny', dim=256, heads=4)).state_dict()
     torch.save(sd, tmp_path/'odd.pth')
     with pytest.raises(ValueError, match='--preset'): load_model(tmp_path/'odd.pth')
+
+
+@pytest.mark.parametrize('flag', ['size', 'frames', 'stride', 'max_frames', 'gif_size', 'dpi'])
+def test_vis_refuses_a_zero_instead_of_using_the_default(monkeypatch, capsys, tmp_path, flag):
+    "Issue 22, point 6: `--size 0 --frames 0 --stride 0` once drew at the defaults; now one line, exit 2, no output."
+    from videomae_nb.cli import run_cli
+    from videomae_nb.viz import main as vis_main
+    out = tmp_path/'vis'
+    monkeypatch.setattr(sys, 'argv', ['videomae-vis', str(DATA/'cockatoo.mp4'), '--out', str(out), f'--{flag}', '0'])
+    with pytest.raises(SystemExit) as e: run_cli(vis_main, 'videomae-vis')
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count('\n') == 1 and f'--{flag} must be >= 1, got 0' in err, err
+    assert not out.exists()

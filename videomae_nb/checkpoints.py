@@ -678,8 +678,8 @@ def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=Fa
 
 def _model_from_meta(meta:dict) -> nn.Module:
     "The model described by the `config.json` of our folder."
-    cfg = ViTConfig(**meta['config'])
-    make = dict(pretrain=lambda: VideoMAE(cfg), encoder=lambda: VideoEncoder(cfg),
+    cfg, target = ViTConfig(**meta['config']), (meta.get('trained') or {}).get('target', 'norm')
+    make = dict(pretrain=lambda: VideoMAE(cfg, normalize_target=target == 'norm'), encoder=lambda: VideoEncoder(cfg),
                 classifier=lambda: VideoClassifier(cfg, num_classes=meta.get('num_classes', 0),
                                                    pool=meta.get('pool', 'mean')))
     return make[meta['kind']]()
@@ -881,15 +881,17 @@ def load_pretrained(name:str, path=None, model:nn.Module|None=None, num_classes:
     return model
 
 # %% ../nbs/10_checkpoints.ipynb #edbf1a35
-def save_ours(model:nn.Module, folder) -> Path:
-    "Our folder: `model.safetensors` (official names) + `config.json` (kind, config, classes)."
+def save_ours(model:nn.Module, folder, trained:dict|None=None, dtype:torch.dtype|None=None) -> Path:
+    "Our folder: `model.safetensors` (official names) + `config.json` (kind, config, classes, what it was trained on)."
     from safetensors.torch import save_file
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+    save_file({k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in model.state_dict().items()},
               str(folder/'model.safetensors'))
     meta = dict(kind=model_kind(model), config=model.cfg.to_dict(),
                 num_classes=getattr(getattr(model, 'head', None), 'out_features', 0),
                 pool=getattr(model, 'pooling', 'mean'))
+    if isinstance(model, VideoMAE):     # the target type, and what the caller knows (frames, stride, size, step, ...)
+        meta['trained'] = dict(trained or {}, target='norm' if model.normalize_target else 'pixel')
     (folder/'config.json').write_text(json.dumps({'videomae_nb': meta}, indent=1))
     return folder
 
