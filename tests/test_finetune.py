@@ -261,7 +261,7 @@ def test_labels_outside_the_classes_are_refused(tmp_path, lists):
 def test_script_entry_points(tmp_path, lists):
     r = subprocess.run([sys.executable, 'videomae_nb/finetune.py', '--help'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and '--layer_decay' in r.stdout, r.stderr[-1500:]          # runs as a file (accelerate launch)
-    r = subprocess.run([sys.executable, '-c', 'from videomae_nb.finetune import cli; cli()', '--data_path', str(lists), '--steps', '1',
+    r = subprocess.run([sys.executable, '-c', 'from videomae_nb.finetune import cli; cli()', '--data_path', str(lists), '--steps', '1', '--warmup_steps', '0',
                         '--frames', '4', '--size', '32', '--batch_size', '2', '--num_workers', '0', '--no_test', '--quiet', '--out', str(tmp_path/'s')],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, 'PYTHONPATH': str(ROOT)})
     assert r.returncode == 0, r.stderr[-2000:]                  # the console script exits 0
@@ -292,7 +292,7 @@ def test_two_processes_train_test_and_resume_exactly(tmp_path, lists):
     "torchrun with 2 CPU processes: one run folder, every test video once, and a resume from step 3 equal to the full run."
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
     args = ['videomae_nb/finetune.py', '--cpu', '--data_path', str(lists), '--frames', '4', '--stride', '4', '--size', '32', '--batch_size', '2',
-            '--steps', '6', '--save_every', '3', '--keep', '5', '--eval_every', '3', '--test_num_crop', '1', '--num_workers', '0', '--quiet']
+            '--steps', '6', '--warmup_steps', '1', '--save_every', '3', '--keep', '5', '--eval_every', '3', '--test_num_crop', '1', '--num_workers', '0', '--quiet']
     run = lambda *extra: subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                                                *args, *extra], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     full = run('--out', str(tmp_path/'full'))

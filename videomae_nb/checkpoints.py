@@ -16,7 +16,7 @@ from .patching import sincos_table_1d, sincos_table_3d, token_grid
 from .encoder import ViTConfig, VideoEncoder, PRESETS, get_config
 from .videomae import VideoMAE
 from .classifier import VideoClassifier
-from .runs import newest_checkpoint
+from .runs import newest_checkpoint, save_safetensors, user_mode
 
 # %% auto #0
 __all__ = ['DECODER_KEYS', 'FINETUNE_FROM_PRETRAIN', 'POS_TABLES', 'RELEASES', 'official_to_hf', 'hf_to_official', 'hf_config',
@@ -623,6 +623,7 @@ def to_hf(model:nn.Module, folder, num_frames:int=16, img_size:int=224, id2label
     folder = Path(folder)
     with quiet_transformers():
         hf.save_pretrained(folder)
+        user_mode(*folder.glob('*.safetensors'))
         back = type(hf).from_pretrained(folder).state_dict() if verify else sd
     bad = [k for k, v in sd.items() if k not in back or not torch.equal(back[k], v)]
     if bad: raise CheckpointError(f"{str(folder)!r}: transformers {transformers.__version__} loads {_groups(bad)} "
@@ -883,10 +884,8 @@ def load_pretrained(name:str, path=None, model:nn.Module|None=None, num_classes:
 # %% ../nbs/10_checkpoints.ipynb #edbf1a35
 def save_ours(model:nn.Module, folder, trained:dict|None=None, dtype:torch.dtype|None=None) -> Path:
     "Our folder: `model.safetensors` (official names) + `config.json` (kind, config, classes, what it was trained on)."
-    from safetensors.torch import save_file
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in model.state_dict().items()},
-              str(folder/'model.safetensors'))
+    save_safetensors({k: v.to(dtype or v.dtype) for k, v in model.state_dict().items()}, folder/'model.safetensors')
     meta = dict(kind=model_kind(model), config=model.cfg.to_dict(),
                 num_classes=getattr(getattr(model, 'head', None), 'out_features', 0),
                 pool=getattr(model, 'pooling', 'mean'))

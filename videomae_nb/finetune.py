@@ -469,6 +469,10 @@ def _train(acc, cfg:FinetuneConfig, model_cfg:ViTConfig, run_dir:Path, ckpt, lis
     eff, per_epoch = cfg.batch_size * cfg.accum * world, max(1, (len(train) // world) // (cfg.batch_size * cfg.accum))
     total, peak = cfg.steps or math.ceil(cfg.epochs * per_epoch), scaled_lr(cfg.blr, eff)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * per_epoch)
+    if not 0 <= warmup <= total:                             # longer: the lr would never reach its peak
+        given = (f"--warmup_steps {cfg.warmup_steps}" if cfg.warmup_steps is not None else
+                 f"--warmup_epochs {cfg.warmup_epochs:g} ({warmup} steps of {per_epoch} per epoch)")
+        raise ValueError(f"{given} must be between 0 and the run's {total} steps; pass --warmup_steps N")
     sched = Schedule(total, warmup, peak, min(scaled_lr(cfg.min_blr, eff), peak))
     torch.manual_seed(cfg.seed)
     model = VideoClassifier(model_cfg, cfg.nb_classes, head_drop=cfg.head_drop, init_scale=cfg.init_scale)

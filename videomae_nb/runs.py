@@ -4,28 +4,34 @@
 
 # %% ../nbs/00c_runs.ipynb #bae330e0
 from __future__ import annotations
-import csv, json, os, shutil
+import csv, errno, json, os, shutil
+from datetime import datetime
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['METRIC_FIELDS', 'VAL_FIELDS', 'save_checkpoint', 'list_checkpoints', 'load_checkpoint', 'newest_checkpoint',
-           'checkpoint_config', 'read_csv', 'read_metrics', 'keep_rows_before', 'write_config', 'resolve_run']
+__all__ = ['METRIC_FIELDS', 'VAL_FIELDS', 'RUN_FILES', 'save_safetensors', 'user_mode', 'remove_partial', 'list_checkpoints',
+           'tensor_bytes', 'save_checkpoint', 'load_checkpoint', 'checkpoint_problem', 'newest_checkpoint',
+           'checkpoint_config', 'read_csv', 'read_metrics', 'keep_rows_before', 'write_config', 'run_files',
+           'resolve_run']
 
 # %% ../nbs/00c_runs.ipynb #02e16f4e
-def save_checkpoint(run_dir, step:int, model_state:dict, train_state:dict, keep:int=2) -> Path:
-    "Atomically write `run_dir/checkpoints/checkpoint-{step}`; keep the newest `keep`."
+def save_safetensors(tensors:dict, path):
+    "`tensors` as a safetensors file (contiguous, on the CPU), with the permissions of the user's umask."
     from safetensors.torch import save_file
-    ckdir = Path(run_dir)/'checkpoints'; ckdir.mkdir(parents=True, exist_ok=True)
-    final, tmp = ckdir/f'checkpoint-{step:07d}', ckdir/f'.tmp-checkpoint-{step:07d}-{os.getpid()}'
-    if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp/'model.safetensors'))
-    torch.save({**train_state, 'step': step}, tmp/'state.pt')
-    if final.exists(): shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []: shutil.rmtree(old, ignore_errors=True)
-    return final
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    user_mode(path)
+
+def user_mode(*paths):
+    "Give written files the permissions of the user's umask (safetensors writes 0600: a group could not read them)."
+    mask = os.umask(0); os.umask(mask)
+    for p in paths: os.chmod(p, 0o666 & ~mask)
+
+def remove_partial(run_dir) -> list[Path]:
+    "Remove the temporary folders that killed saves left in `run_dir/checkpoints` (a run has one writer: none is live)."
+    stale = sorted((Path(run_dir)/'checkpoints').glob('.tmp-checkpoint-*'))
+    for p in stale: shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 def list_checkpoints(run_dir) -> list[Path]:
     "Complete checkpoints of a run folder, oldest first."
@@ -33,8 +39,45 @@ def list_checkpoints(run_dir) -> list[Path]:
     if not ckdir.is_dir(): return []
     return sorted(p for p in ckdir.glob('checkpoint-*') if (p/'model.safetensors').exists() and (p/'state.pt').exists())
 
+# %% ../nbs/00c_runs.ipynb #54b791af
+def tensor_bytes(obj) -> int:
+    "Bytes of every tensor in a nested state (dicts, lists): about what saving it writes."
+    if isinstance(obj, torch.Tensor): return obj.numel() * obj.element_size()
+    if isinstance(obj, dict): obj = list(obj.values())
+    return sum(map(tensor_bytes, obj)) if isinstance(obj, (list, tuple)) else 0
+
+def _no_space(ckdir:Path, name:str, need:int) -> OSError:
+    free = shutil.disk_usage(ckdir).free
+    e = OSError(f"no space left on the disk of {str(ckdir)!r} for {name}: it needs about {need / 2**20:.1f} MB, "
+                f"{free / 2**20:.1f} MB are free; the previous checkpoint is kept (free space, then --resume auto)")
+    e.errno = errno.ENOSPC
+    return e
+
+def save_checkpoint(run_dir, step:int, model_state:dict, train_state:dict, keep:int=2) -> Path:
+    "Atomically write `run_dir/checkpoints/checkpoint-{step}`; keep the newest `keep`; a full disk is named as such."
+    ckdir = Path(run_dir)/'checkpoints'; ckdir.mkdir(parents=True, exist_ok=True)
+    final, tmp = ckdir/f'checkpoint-{step:07d}', ckdir/f'.tmp-checkpoint-{step:07d}-{os.getpid()}'
+    remove_partial(run_dir)
+    need = tensor_bytes(model_state) + tensor_bytes(train_state) + 2**20
+    if shutil.disk_usage(ckdir).free < need: raise _no_space(ckdir, final.name, need)
+    try:
+        tmp.mkdir()
+        save_safetensors(model_state, tmp/'model.safetensors')
+        torch.save({**train_state, 'step': step}, tmp/'state.pt')
+    except Exception as e:                    # torch says "unexpected pos" on a full disk: check the space
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or shutil.disk_usage(ckdir).free < need
+        if full: raise _no_space(ckdir, final.name, need) from e
+        raise
+    if final.exists(): shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []: shutil.rmtree(old, ignore_errors=True)
+    return final
+
 # %% ../nbs/00c_runs.ipynb #cc50d27e
 def _first_line(e:Exception) -> str: return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+def _empty(path:Path) -> str|None: return f"{str(path)!r} is empty (0 bytes)" if path.stat().st_size == 0 else None
 
 def load_checkpoint(path) -> tuple[dict, dict]:
     "`(model_state, train_state)` of a checkpoint folder; safetensors weights, state loaded with `weights_only=True`."
@@ -42,6 +85,8 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     path = Path(path)
     if not (path/'model.safetensors').exists() or not (path/'state.pt').exists():
         raise FileNotFoundError(f"{str(path)!r} is not a checkpoint folder (needs model.safetensors and state.pt)")
+    for f in ('state.pt', 'model.safetensors'):
+        if _empty(path/f): raise ValueError(f"{_empty(path/f)}: a damaged checkpoint")
     try: state = torch.load(path/'state.pt', map_location='cpu', weights_only=True)
     except Exception as e:
         raise ValueError(f"{str(path/'state.pt')!r} cannot be loaded with weights_only=True (it holds Python objects "
@@ -49,9 +94,22 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     try: weights = load_file(str(path/'model.safetensors'))
     except Exception as e:
         raise ValueError(f"{str(path/'model.safetensors')!r} is not a readable safetensors file "
-                         "(damaged or truncated): "
-                         f"{type(e).__name__}: {_first_line(e)}") from None
+                         f"(damaged or truncated): {type(e).__name__}: {_first_line(e)}") from None
     return weights, state
+
+def checkpoint_problem(path) -> str|None:
+    "Why a checkpoint folder cannot be loaded (read from the files' headers and indexes, no tensor loaded), or None."
+    from safetensors import safe_open
+    path = Path(path)
+    for f in ('model.safetensors', 'state.pt'):
+        if not (path/f).is_file(): return f"it has no {f}"
+        if _empty(path/f): return _empty(path/f)
+    try:
+        with safe_open(str(path/'model.safetensors'), 'pt') as f: f.keys()
+    except Exception as e: return f"{str(path/'model.safetensors')!r} is damaged or truncated: {_first_line(e)}"
+    try: torch.load(path/'state.pt', map_location='cpu', weights_only=True, mmap=True)
+    except Exception as e: return f"{str(path/'state.pt')!r} is damaged or truncated: {_first_line(e)}"
+    return None
 
 # %% ../nbs/00c_runs.ipynb #eaf06c60
 def newest_checkpoint(path) -> Path:
@@ -100,18 +158,49 @@ def write_config(run_dir, config:dict) -> Path:
     return path
 
 # %% ../nbs/00c_runs.ipynb #dd5831c3
-def resolve_run(out:str|None, resume:str|None, default_name:str) -> tuple[Path, Path|None]:
-    "The run folder and the checkpoint to resume from (None for a new run), from `--out` and `--resume`."
+RUN_FILES = ('config.json', 'metrics.csv', 'val.csv', 'loss.png', 'reconstruction.png', 'features.png', 'curves.png',
+             'test.json', 'predictions.csv')                # what a run writes at the top of its folder
+
+def run_files(run_dir) -> list[Path]:
+    "The files of a run (`RUN_FILES`) in `run_dir`, and its complete checkpoints."
+    return [Path(run_dir)/f for f in RUN_FILES if (Path(run_dir)/f).exists()] + list_checkpoints(run_dir)
+
+def resolve_run(out:str|None, resume:str|None, default_name:str, main:bool=True) -> tuple[Path, Path|None]:
+    "The run folder and the checkpoint to resume from (None: a new run), from `--out` and `--resume`."
+    if out and Path(out).exists() and not Path(out).is_dir(): raise NotADirectoryError(f"--out {out!r} is a file")
     if resume and resume != 'auto':
         ck = Path(resume)
         if not ck.is_dir(): raise FileNotFoundError(f"--resume {resume!r}: no such checkpoint folder")
+        if why := checkpoint_problem(ck): raise ValueError(f"--resume {resume!r} cannot be resumed from: {why}")
         return (Path(out) if out else ck.parent.parent), ck
     if resume == 'auto' and not out: raise ValueError("--resume auto needs --out, the run folder to continue")
     run_dir = Path(out or default_name)
-    if resume == 'auto':
-        cks = list_checkpoints(run_dir)
-        return run_dir, (cks[-1] if cks else None)
-    if (run_dir/'metrics.csv').exists():
-        raise FileExistsError(f"{str(run_dir)!r} already holds a run; pass --resume auto to continue "
-                              "it, or another --out")
+    if resume == 'auto': return run_dir, _newest_that_loads(run_dir, main)
+    if held := run_files(run_dir):
+        raise FileExistsError(f"{str(run_dir)!r} already holds a run ({', '.join(p.name for p in held[:3])}); "
+                              "pass --resume auto to continue it, or another --out")
     return run_dir, None
+
+# %% ../nbs/00c_runs.ipynb #eea7a097
+def _newest_that_loads(run_dir:Path, main:bool) -> Path|None:
+    "`--resume auto`: the newest checkpoint that loads (damaged newer ones set aside), or None to start (said)."
+    cks, ck, skipped = list_checkpoints(run_dir), None, []
+    for c in reversed(cks):
+        if (why := checkpoint_problem(c)) is None: ck = c; break
+        skipped.append((c, why))
+    if cks and ck is None:
+        raise ValueError(f"--resume auto: none of the {len(cks)} checkpoints in {str(run_dir/'checkpoints')!r} "
+                         f"loads (the newest: {skipped[0][1]}); nothing was changed")
+    if not main: return ck
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    for c, why in skipped:
+        os.replace(c, c.with_name(f'damaged-{stamp}-{c.name}'))
+        print(f"--resume auto: skipped {c.name}: {why}; renamed damaged-{stamp}-{c.name}")
+    if ck is not None: return ck
+    if files := run_files(run_dir):
+        old = run_dir/f'previous-{stamp}'; old.mkdir()
+        for f in files: os.replace(f, old/f.name)
+        print(f"--resume auto: {str(run_dir)!r} holds a run without a checkpoint: its files moved to {str(old)!r}; "
+              "starting a new run")
+    else: print(f"--resume auto: no checkpoint in {str(run_dir)!r}: starting a new run there")
+    return None

@@ -39,7 +39,7 @@ from .videomae import VideoMAE, pixel_targets, reconstruction_loss
 from .mvd import (MVDStudent, mvd_config, make_teachers, teacher_targets, mvd_loss, plot_features,
                              DEFAULT_TEACHERS, DISTILL_LOSSES)
 from .runs import (save_checkpoint, list_checkpoints, load_checkpoint, keep_rows_before, write_config,
-                              resolve_run, METRIC_FIELDS)
+                              resolve_run, remove_partial, METRIC_FIELDS)
 from .recipes import apply_recipe, model_overrides
 from .viz import draw_metrics, reconstruct, draw_reconstruction, reconstruction_quality
 
@@ -539,12 +539,14 @@ def start_run(cfg:RunConfig, kind:str, resolve:bool=True):
     set_cpu_matmul(cfg.cpu_matmul)
     name = [f"runs/{kind}-{cfg.preset or 'pretrained'}-{datetime.now():%Y%m%d-%H%M%S}"]
     if acc.num_processes > 1: name = broadcast_object_list(name)
-    run_dir, ckpt = resolve_run(cfg.out, cfg.resume, name[0]) if resolve else (Path(cfg.out or name[0]), None)
+    if not resolve: return acc, Path(cfg.out or name[0]), None
+    run_dir, ckpt = resolve_run(cfg.out, cfg.resume, name[0], main=acc.is_main_process)   # the main one renames, says
     return acc, run_dir, ckpt
 
 def start_folder(run:Run, **extra):
-    "Create the run folder: config.json, and metrics.csv without the rows at or after the resumed step."
+    "Create the run folder: config.json, metrics.csv without the rows at or after the resumed step, no partial save."
     run.folder.mkdir(parents=True, exist_ok=True)
+    remove_partial(run.folder)
     write_config(run.folder, dict(**run.config(), total_steps=run.schedule.total, effective_batch=run.eff_batch,
                                   lr=run.schedule.peak, **extra))
     keep_rows_before(run.folder/'metrics.csv', METRIC_FIELDS, run.start)
@@ -661,6 +663,8 @@ def pretrain(cfg:PretrainConfig) -> dict:
         peak = scaled_lr(cfg.blr, eff)
         sched = Schedule(total, int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup), peak,
                          min(scaled_lr(cfg.min_blr, eff), peak))
+        if not 0 <= sched.warmup <= total:              # longer: the lr would never reach its peak
+            raise ValueError(f"--warmup {cfg.warmup:g} must be between 0 and the run's {total} steps (or a fraction)")
         torch.manual_seed(cfg.seed)
         model, teachers, notes = build_model(cfg, model_cfg, acc.device)
         opt = make_optimizer(model, peak, cfg.weight_decay, impl=cfg.optimizer_impl)

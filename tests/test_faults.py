@@ -1,0 +1,199 @@
+"""Issue 22: faults and bad settings. Damaged checkpoints, a full disk, stale temporary folders, `--resume auto` with
+nothing (or something damaged) to resume, signals in fine-tuning: each named in one line, nothing a user made lost."""
+import os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+from unittest import mock
+import pytest, torch
+from safetensors.torch import load_file
+from videomae_nb.runs import list_checkpoints, read_metrics, read_csv, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT/'data_samples'
+ENV = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)}
+PRE = ['--data', str(DATA), '--frames', '4', '--size', '32', '--batch_size', '2', '--num_workers', '0', '--quiet']
+
+
+def _train(out, *extra, timeout=300):
+    "videomae-train as a user runs it (the console script's entry point)."
+    return subprocess.run([sys.executable, '-c', 'from videomae_nb.train import cli; cli()', *PRE, '--out', str(out),
+                           *map(str, extra)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+def _one_line_error(r, prog, *words):
+    err = r.stderr.strip()
+    assert r.returncode == 2 and len(err.splitlines()) == 1 and err.startswith(f'{prog}: error: '), r.stderr[-2000:]
+    for w in words: assert w in err, err
+    return err
+
+def _truncate(path):
+    data = path.read_bytes(); path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.fixture(scope='module')
+def run4(tmp_path_factory):
+    "A pretraining run with checkpoints at steps 2 and 4 (copied by each test that damages one)."
+    out = tmp_path_factory.mktemp('faults')/'run'
+    r = _train(out, '--steps', 4, '--save_every', 2, '--keep', 5)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+# --- point 3: damaged checkpoint files -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('damage', ['empty state.pt', 'truncated model.safetensors'])
+def test_resume_auto_skips_a_damaged_newest_checkpoint(tmp_path, run4, damage):
+    out = tmp_path/'run'; shutil.copytree(run4, out)
+    newest = out/'checkpoints'/'checkpoint-0000004'
+    if damage == 'empty state.pt': (newest/'state.pt').write_bytes(b'')
+    else: _truncate(newest/'model.safetensors')
+    r = _train(out, '--steps', 6, '--save_every', 2, '--keep', 5, '--resume', 'auto')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'skipped checkpoint-0000004' in r.stdout and 'resuming from step 2' in r.stdout, r.stdout[-2000:]
+    assert [p.name for p in list_checkpoints(out)] == ['checkpoint-0000002', 'checkpoint-0000004', 'checkpoint-0000006']
+    kept = [p for p in (out/'checkpoints').iterdir() if p.name.startswith('damaged-')]
+    assert len(kept) == 1 and kept[0].name.endswith('checkpoint-0000004')         # set aside, not deleted
+    assert [int(r['step']) for r in read_metrics(out)] == list(range(6))
+
+
+def test_resume_auto_refuses_when_no_checkpoint_loads(tmp_path, run4):
+    out = tmp_path/'run'; shutil.copytree(run4, out)
+    for ck in list_checkpoints(out): (ck/'state.pt').write_bytes(b'')
+    before = sorted(p.relative_to(out) for p in out.rglob('*'))
+    r = _train(out, '--steps', 6, '--resume', 'auto')
+    _one_line_error(r, 'videomae-train', 'none of the 2 checkpoints', "state.pt' is empty (0 bytes)")
+    assert sorted(p.relative_to(out) for p in out.rglob('*')) == before             # nothing renamed or started
+
+
+@pytest.mark.parametrize('damage', ['empty state.pt', 'truncated model.safetensors'])
+def test_every_reader_names_the_damaged_file_in_one_line(tmp_path, run4, damage):
+    out = tmp_path/'run'; shutil.copytree(run4, out)
+    ck = out/'checkpoints'/'checkpoint-0000004'
+    name = 'state.pt' if damage == 'empty state.pt' else 'model.safetensors'
+    (ck/name).write_bytes(b'') if name == 'state.pt' else _truncate(ck/name)
+    py = lambda mod, *args: subprocess.run([sys.executable, '-c', f'from videomae_nb.{mod} import cli; cli()', *args],
+                                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    _one_line_error(_train(tmp_path/'r2', '--steps', 6, '--resume', str(ck)), 'videomae-train', str(ck/name))
+    _one_line_error(py('viz', str(DATA/'cockatoo.mp4'), '--checkpoint', str(out)), 'videomae-vis', str(ck/name))
+    if name == 'model.safetensors':                     # convert reads the weights only
+        _one_line_error(py('checkpoints', str(ck), str(tmp_path/'hf')), 'videomae-convert', str(ck/name))
+
+
+# --- point 4: a full disk, stale temporary folders, the user's umask -------------------------------------------------------
+
+def test_a_full_disk_is_named_with_the_space_needed_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    "The write fails as torch fails on a full disk (its message says nothing of space); the error says it."
+    save_checkpoint(tmp_path, 10, {'w': torch.ones(256, 256)}, {})
+    free = [10**12]                                     # plenty until the write starts, then nothing
+    usage = lambda p: shutil._ntuple_diskusage(10**12, 10**12 - free[0], free[0])
+    def full_disk_save(obj, f, *a, **k):
+        Path(f).write_bytes(b'PK\x03\x04 partial'); free[0] = 4096
+        raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 2112 vs 2006')
+    monkeypatch.setattr(shutil, 'disk_usage', usage)
+    monkeypatch.setattr(torch, 'save', full_disk_save)
+    with pytest.raises(OSError, match=r'no space left on the disk .* needs about 1\.\d MB, 0\.0 MB are free') as e:
+        save_checkpoint(tmp_path, 20, {'w': torch.zeros(256, 256)}, {'optimizer': {'m': torch.zeros(256, 256)}})
+    assert 'previous checkpoint is kept' in str(e.value)
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path/'checkpoints').iterdir()] == ['checkpoint-0000010']
+
+
+def test_a_disk_too_small_is_refused_before_writing(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, 10, {'w': torch.ones(3)}, {})
+    monkeypatch.setattr(shutil, 'disk_usage', lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OSError, match='no space left'): save_checkpoint(tmp_path, 20, {'w': torch.ones(3)}, {})
+    assert [p.name for p in (tmp_path/'checkpoints').iterdir()] == ['checkpoint-0000010']
+
+
+def test_stale_temporary_folders_are_removed_when_a_run_starts(tmp_path, run4):
+    out = tmp_path/'run'; shutil.copytree(run4, out)
+    for pid in (111, 222):                                     # saves killed with kill -9 by two earlier attempts
+        tmp = out/'checkpoints'/f'.tmp-checkpoint-0000006-{pid}'; tmp.mkdir(); (tmp/'state.pt').write_bytes(b'x' * 1000)
+    r = _train(out, '--steps', 5, '--save_every', 100, '--keep', 5, '--resume', 'auto')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not list((out/'checkpoints').glob('.tmp-*'))
+    files = [ck/'model.safetensors' for ck in list_checkpoints(out)]
+    umask = os.umask(0); os.umask(umask)
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o666 & ~umask)}   # not safetensors' 0600
+
+
+# --- point 5: --resume auto with nothing to resume ------------------------------------------------------------------------
+
+def test_resume_auto_on_an_empty_out_starts_and_says_so(tmp_path):
+    r = _train(tmp_path/'new', '--steps', 2, '--resume', 'auto')
+    assert r.returncode == 0 and 'no checkpoint in' in r.stdout and 'starting a new run' in r.stdout, r.stdout[-2000:]
+    assert len(read_metrics(tmp_path/'new')) == 2
+
+
+def test_resume_auto_on_a_run_without_checkpoint_keeps_its_files(tmp_path):
+    "A run killed before its first save: its 30 metric rows and settings are moved aside, never overwritten."
+    out = tmp_path/'run'; out.mkdir()
+    (out/'metrics.csv').write_text('step,epoch,loss,lr,grad_norm,clips_per_s,seconds\n' +
+                                   ''.join(f'{i},0,1.0,0.001,,2,{i}\n' for i in range(30)))
+    (out/'config.json').write_text('{"settings": {"note": "the earlier run"}}')
+    r = _train(out, '--steps', 2, '--resume', 'auto')
+    assert r.returncode == 0 and 'holds a run without a checkpoint' in r.stdout, r.stdout[-2000:]
+    old = [p for p in out.iterdir() if p.name.startswith('previous-')]
+    assert len(old) == 1 and len(read_metrics(old[0])) == 30 and 'the earlier run' in (old[0]/'config.json').read_text()
+    assert len(read_metrics(out)) == 2
+
+
+def test_a_new_run_refuses_a_folder_with_a_run_or_a_file(tmp_path, run4):
+    before = len(read_metrics(run4))
+    _one_line_error(_train(run4, '--steps', 2), 'videomae-train', 'already holds a run', '--resume auto')
+    assert len(read_metrics(run4)) == before
+    (tmp_path/'afile').write_text('mine')
+    _one_line_error(_train(tmp_path/'afile', '--steps', 2), 'videomae-train', "--out", 'is a file')
+    assert (tmp_path/'afile').read_text() == 'mine'
+
+
+# --- point 6: a warmup the run cannot honour -------------------------------------------------------------------------------
+
+def test_a_warmup_longer_than_the_run_is_refused(tmp_path):
+    from videomae_nb.datasets import make_motion_videos, build_lists
+    make_motion_videos(tmp_path/'videos', n_per_class=2, frames=8, size=32, seed=1)
+    build_lists(tmp_path/'videos', tmp_path/'lists', val_fraction=0.25)
+    r = subprocess.run([sys.executable, '-c', 'from videomae_nb.finetune import cli; cli()', '--data_path',
+                        str(tmp_path/'lists'), '--steps', '10', '--batch_size', '1', '--frames', '4', '--size', '32',
+                        '--num_workers', '0', '--out', str(tmp_path/'ft')],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    _one_line_error(r, 'videomae-finetune', '--warmup_epochs 5 (20 steps of 4 per epoch)', "run's 10 steps")
+    assert not (tmp_path/'ft'/'metrics.csv').exists()
+    _one_line_error(_train(tmp_path/'pre', '--steps', 5, '--warmup', 8), 'videomae-train', '--warmup 8', "run's 5 steps")
+
+
+# --- point 1: signals in fine-tuning ----------------------------------------------------------------------------------------
+
+FT = ['--frames', '4', '--stride', '4', '--size', '32', '--batch_size', '2', '--num_sample', '1', '--warmup_steps', '1',
+      '--no_test', '--eval_every', '1000', '--save_every', '1000', '--keep', '5', '--num_workers', '0', '--quiet']
+
+@pytest.fixture(scope='module')
+def ft_lists(tmp_path_factory):
+    from videomae_nb.datasets import make_motion_videos, build_lists
+    d = tmp_path_factory.mktemp('ftsig')
+    make_motion_videos(d/'videos', n_per_class=3, frames=16, size=32, seed=4)
+    build_lists(d/'videos', d/'lists', val_fraction=0.25)
+    return d/'lists'
+
+def _finetune(lists, out, *extra):
+    return subprocess.Popen([sys.executable, 'videomae_nb/finetune.py', '--data_path', str(lists), *FT, '--out', str(out),
+                             *map(str, extra)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_finetuning_saves_on_a_signal_and_resumes_exactly(tmp_path, ft_lists, sig):
+    full = _finetune(ft_lists, tmp_path/'full', '--steps', 30)
+    assert full.wait(timeout=600) == 0, full.stdout.read()[-2000:]
+    out = tmp_path/'run'
+    p, t = _finetune(ft_lists, out, '--steps', 30), time.time()
+    while not (out/'metrics.csv').exists() or len(read_metrics(out)) < 3:
+        assert p.poll() is None and time.time() - t < 300, p.stdout.read()[-2000:]; time.sleep(0.05)
+    p.send_signal(sig)
+    log = p.communicate(timeout=300)[0]
+    assert p.returncode == 128 + sig, log[-2000:]
+    assert f'stopped by {sig.name}' in log and '--resume auto' in log, log[-2000:]
+    n = int(list_checkpoints(out)[-1].name.split('-')[1])
+    assert 3 <= n < 30 and len(read_metrics(out)) == n
+    q = _finetune(ft_lists, out, '--steps', 30, '--resume', 'auto')
+    assert q.wait(timeout=600) == 0, q.stdout.read()[-2000:]
+    a = load_file(str(tmp_path/'full'/'checkpoints'/'checkpoint-0000030'/'model.safetensors'))
+    b = load_file(str(out/'checkpoints'/'checkpoint-0000030'/'model.safetensors'))
+    for k in a: torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=lambda m: f'{k}: {m}')
+    assert [int(r['step']) for r in read_metrics(out)] == list(range(30))
