@@ -1,6 +1,6 @@
 """Issue 22: faults and bad settings. Damaged checkpoints, a full disk, stale temporary folders, `--resume auto` with
 nothing (or something damaged) to resume, signals in fine-tuning: each named in one line, nothing a user made lost."""
-import os, shutil, signal, subprocess, sys, time
+import os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 from unittest import mock
 import pytest, torch
@@ -197,3 +197,50 @@ def test_finetuning_saves_on_a_signal_and_resumes_exactly(tmp_path, ft_lists, si
     b = load_file(str(out/'checkpoints'/'checkpoint-0000030'/'model.safetensors'))
     for k in a: torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=lambda m: f'{k}: {m}')
     assert [int(r['step']) for r in read_metrics(out)] == list(range(30))
+
+
+# --- point 10: every console script refuses in one line, exit status 2 ---------------------------------------------------
+
+BAD = {'videomae-train': ['--batch_size', '0'], 'videomae-finetune': ['--frames', '0'],
+       'videomae-vis': [str(DATA/'cockatoo.mp4'), '--size', '0'], 'videomae-convert': ['no-such-file.pth', 'out'],
+       'videomae-check-data': [str(DATA), '--min_frames', '0'],
+       'videomae-features': ['no-such-run', '--source', str(DATA), '--out', 'feats', '--window', '0'],
+       'videomae-bench': ['--batch', '0'], 'videomae-recipes': ['show', 'no-such-recipe']}
+
+def _scripts():
+    import configparser
+    ini = configparser.ConfigParser(); ini.read(ROOT/'settings.ini')
+    return [s.split('=')[0] for s in ini['DEFAULT']['console_scripts'].split()]
+
+def test_every_console_script_is_covered():
+    assert sorted(_scripts()) == sorted(BAD)
+
+MORE = [('videomae-features', ['run', '--source', str(DATA), '--out', 'f', '--batch_size', '0'], '--batch_size must be >= 1'),
+        ('videomae-features', ['run', '--source', str(DATA), '--out', 'f', '--part', '2', '--parts', '2'],
+         '--part must be from 0 to --parts - 1 = 1, got 2'),
+        ('videomae-bench', ['--warmup', '-1'], '--warmup must be >= 0, got -1'),
+        ('videomae-check-data', [str(DATA), '--workers', '-1'], '--workers must be >= 0'),
+        ('videomae-check-data', [str(DATA), '--val_fraction', '1'], '--val_fraction must be in [0, 1), got 1'),
+        ('videomae-train', ['--steps', 'ten'], "argument --steps: invalid int value: 'ten'"),
+        ('videomae-vis', [], 'the following arguments are required')]
+
+@pytest.mark.parametrize('prog,args,words', MORE, ids=[f'{p}{a[-2:]}' for p, a, _ in MORE])
+def test_more_refusals_in_one_line(tmp_path, prog, args, words):
+    "The README's rows on counts and argparse errors, each as it is written there."
+    exe = shutil.which(prog, path=str(Path(sys.executable).parent)) or shutil.which(prog)
+    r = subprocess.run([exe, *args], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    _one_line_error(r, prog, words)
+    assert list(tmp_path.iterdir()) == []
+
+@pytest.mark.parametrize('bad', ['value', 'flag'])
+@pytest.mark.parametrize('prog', sorted(BAD))
+def test_every_console_script_refuses_in_one_line(tmp_path, prog, bad):
+    "A bad value (the library's refusal) and an unknown flag (argparse's): one line, exit 2, nothing written."
+    exe = shutil.which(prog, path=str(Path(sys.executable).parent)) or shutil.which(prog)
+    assert exe, f'{prog} is not installed (pip install -e .)'
+    args = BAD[prog] + ([] if bad == 'value' else ['--no-such-flag', '3'])
+    r = subprocess.run([exe, *args], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    err = _one_line_error(r, prog)
+    if bad == 'flag': assert re.search('no[-_]such[-_]flag', err) and '--help' in err, err
+    else: assert 'Traceback' not in r.stderr and ('must be >= 1, got 0' in err or 'no-such' in err), err
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from .cli import script, run_cli, check_choice
+from .cli import script, run_cli, check_choice, check_counts
 from .data import (PretrainDataset, as_model_input, open_video, sample_frame_indices, multiscale_crop_box,
                               clip_transform, device_clips, video_paths, item_generator)
 from .data import DECODERS, IMAGENET_MEAN, IMAGENET_STD, video_backend, decoder_info
@@ -522,6 +522,9 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
     if bad or not objectives:
         raise ValueError(f"--objective takes a comma-separated list of {', '.join(OBJECTIVES)}, got {objective!r}")
     check_choice('precision', precision, PRECISIONS)
+    check_counts(frames=frames, size=size, batch=batch, repeats=repeats, loader_rounds=loader_rounds, threads=threads,
+                 compare_rounds=compare_rounds)
+    if warmup < 0: raise ValueError(f"--warmup must be >= 0, got {warmup}")
     if compare_hf and 'mvd' in objectives:
         raise ValueError("--compare-hf compares VideoMAE pretraining; transformers has no MVD "
                          "(use --objective videomae,v2)")

@@ -9,7 +9,8 @@ from pathlib import Path
 from fastcore.script import call_parse, anno_parser
 
 # %% auto #0
-__all__ = ['REFUSALS', 'one_line', 'run_cli', 'script', 'one_of', 'check_choice', 'field_comments', 'config_parser']
+__all__ = ['REFUSALS', 'one_line', 'run_cli', 'script', 'one_of', 'check_choice', 'check_counts', 'field_comments',
+           'config_parser']
 
 # %% ../nbs/00b_cli.ipynb #bc5741da
 # what a command refuses, in the library's words
@@ -27,15 +28,19 @@ def run_cli(main, prog:str|None=None, parser:argparse.ArgumentParser|None=None):
     argv = sys.argv[1:]
     debug = '--debug' in argv or os.environ.get('VIDEOMAE_DEBUG', '') not in ('', '0')
     parser = parser or anno_parser(getattr(main, '__wrapped__', main), prog)    # from `main`'s signature
+    parser.error = lambda msg: _refuse(prog, f"{msg} (--help lists every flag)")  # argparse's: one line too, no usage
     args = vars(parser.parse_args([a for a in argv if a != '--debug']))
     args.pop('pdb', None); args.pop('xtra', None)           # call_parse's own flags
     try: return main(**args)
     except Exception as e:
         if debug: raise
         known = isinstance(e, REFUSALS)
-        line = one_line(e) if known else f"{type(e).__name__}: {one_line(e)} (--debug shows the traceback)"
-        print(f"{prog}: error: {line}", file=sys.stderr)
-        raise SystemExit(2 if known else 1) from None
+        _refuse(prog, one_line(e) if known else f"{type(e).__name__}: {one_line(e)} (--debug shows the traceback)",
+                2 if known else 1)
+
+def _refuse(prog:str, line:str, status:int=2):
+    print(f"{prog}: error: {line}", file=sys.stderr)
+    raise SystemExit(status) from None
 
 # %% ../nbs/00b_cli.ipynb #3142cdc0
 def script(prog:str):
@@ -56,6 +61,11 @@ def one_of(choices) -> str:
 def check_choice(flag:str, value, choices):
     "Refuse `value` unless it is one of `choices`, naming the flag: `--target must be one of norm or pixel, got 'x'`."
     if value not in choices: raise ValueError(f"--{flag} must be one of {one_of(choices)}, got {value!r}")
+
+def check_counts(**flags):
+    "Refuse a count below 1 (`--frames 0`), naming the flag, instead of a default or a crash later; None: not given."
+    for flag, v in flags.items():
+        if v is not None and v < 1: raise ValueError(f"--{flag} must be >= 1, got {v}")
 
 # %% ../nbs/00b_cli.ipynb #d6ae3578
 def _comments_of(src:str) -> dict[str, str]:

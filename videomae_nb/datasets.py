@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 import numpy as np
 import torch
-from .cli import script, run_cli
+from .cli import script, run_cli, check_counts
 from .data import (VideoReadError, open_video, video_backend, sample_frame_indices, clip_transform,
                               decode_size, scale_box, read_list_file, read_v2_list, list_format, find_videos,
                               PretrainDataset, InfiniteSampler, collate)
@@ -570,6 +570,10 @@ def main(source:str,                 # list (`path label`, V2's `path start tota
         ) -> list[dict]:
     "Check the videos of a dataset (files exist, decode, frame counts, labels, class balance) and list the bad ones."
     video_backend(decoder)                                   # a decoder that cannot work here: refused first
+    check_counts(min_frames=min_frames, short_side=short_side, nb_classes=nb_classes)
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers must be >= 0 (0: in this process), got {workers}")
+    if not 0 <= val_fraction < 1: raise ValueError(f"--val_fraction must be in [0, 1), got {val_fraction}")
     lists = _lists_of(Path(source), lists_out, val_fraction, seed, quiet)
     if (bad_list or good_list) and len(lists) > 1:
         raise ValueError(f"--bad_list/--good_list take one list; {source!r} stands for {len(lists)}")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .cli import script, run_cli
+from .cli import script, run_cli, check_counts
 from .data import (open_video, clip_transform, as_model_input, read_list_file, find_videos, VideoReadError,
                               video_backend)
 from .patching import token_grid
@@ -174,6 +174,9 @@ def main(checkpoint:str,             # weights: our run folder or checkpoint, of
         raise ValueError("pass either --source (window features) or --train_list and --val_list (probes)")
     if source and not out: raise ValueError("--source needs --out, the folder for the .npy files")
     if train_list and not val_list: raise ValueError("--train_list needs --val_list")
+    check_counts(window=window, step=step, frames=frames, stride=stride, size=size, batch_size=batch_size, k=k,
+                 parts=parts)
+    if not 0 <= part < parts: raise ValueError(f"--part must be from 0 to --parts - 1 = {parts - 1}, got {part}")
     video_backend(decoder)                                   # a decoder that cannot work here: refused first
     dev = torch.device('cuda' if torch.cuda.is_available() and not cpu else 'cpu')
     clip = window if source else frames                     # a 3-D table is built for the clips the model will see

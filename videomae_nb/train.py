@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .cli import run_cli, config_parser, check_choice
+from .cli import run_cli, config_parser, check_choice, check_counts
 from .data import (pretrain_loader, video_paths, as_model_input, device_clips, open_video, clip_transform,
                               VideoReadError, video_backend, decoder_info)
 from .ops import set_cpu_matmul, cpu_matmul, CPU_MATMUL_CHOICES
@@ -423,9 +423,7 @@ class RunConfig:
 
     def __post_init__(self):
         "A count that cannot be honoured is refused when the settings are made, before a default could replace it."
-        for k in POSITIVE_SETTINGS:
-            v = getattr(self, k, None)
-            if v is not None and v < 1: raise ValueError(f"--{k} must be >= 1, got {v}")
+        check_counts(**{k: getattr(self, k, None) for k in POSITIVE_SETTINGS})
 
     def settings(self) -> dict:
         "The settings by flag name, as config.json and the checkpoints record them."

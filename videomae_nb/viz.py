@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from .cli import script, run_cli
+from .cli import script, run_cli, check_counts
 from .data import open_video, clip_transform, denormalize, find_videos, VideoReadError, video_backend
 from .masking import tube_mask, random_mask, running_cell_mask, mask_to_pixels
 from .encoder import ViTConfig, get_config, PRESETS
@@ -578,9 +578,7 @@ def main(video:str,                 # a video file, or a folder of videos (searc
          decoder:str='auto',        # video decoder: auto, pyav, decord, torchcodec or torchcodec:cuda
         ) -> dict:
     "Draw honest teaching pictures (masks, reconstructions as PNG and GIF, loss curves) for a video or a folder."
-    for flag, v in dict(frames=frames, stride=stride, size=size, max_frames=max_frames, gif_size=gif_size,
-                        dpi=dpi).items():                        # a 0 is refused, not replaced by the default
-        if v is not None and v < 1: raise ValueError(f"--{flag} must be >= 1, got {v}")
+    check_counts(frames=frames, stride=stride, size=size, max_frames=max_frames, gif_size=gif_size, dpi=dpi)  # not 0
     model, info = load_model(checkpoint, preset, target) if checkpoint else (None, {})
     pick = lambda given, key, default: given if given is not None else info.get(key) or default
     frames, stride, size = pick(frames, 'frames', 16), pick(stride, 'stride', 4), pick(size, 'size', 224)
