@@ -244,3 +244,22 @@ def test_every_console_script_refuses_in_one_line(tmp_path, prog, bad):
     if bad == 'flag': assert re.search('no[-_]such[-_]flag', err) and '--help' in err, err
     else: assert 'Traceback' not in r.stderr and ('must be >= 1, got 0' in err or 'no-such' in err), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_symlinked_folders_followed_once(tmp_path):
+    "Point 8: a class folder that is a link is read (it was skipped silently); a link loop is named, not walked."
+    from videomae_nb.data import find_videos
+    (tmp_path/'store/dogs').mkdir(parents=True); (tmp_path/'data/cats').mkdir(parents=True)
+    for name in ('a.mp4', 'b.mp4'): shutil.copy(DATA/'cockatoo.mp4', tmp_path/'store/dogs'/name)
+    shutil.copy(DATA/'cockatoo.mp4', tmp_path/'data/cats/c.mp4')
+    (tmp_path/'data/dogs').symlink_to(tmp_path/'store/dogs'); (tmp_path/'store/dogs/up').symlink_to(tmp_path/'data')
+    with pytest.warns(UserWarning, match=r"links to .*data', read already: skipped"):
+        found = find_videos(tmp_path/'data')
+    assert [p.relative_to(tmp_path/'data').as_posix() for p in found] == ['cats/c.mp4', 'dogs/a.mp4', 'dogs/b.mp4']
+    r = subprocess.run([sys.executable, '-c', 'from videomae_nb.datasets import cli; cli()', str(tmp_path/'data'),
+                        '--lists_out',
+                        str(tmp_path/'lists'), '--val_fraction', '0', '--quiet'], env=ENV, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path/'lists/classes.txt').read_text().split() == ['cats', 'dogs']
+    assert len((tmp_path/'lists/train.csv').read_text().splitlines()) == 3

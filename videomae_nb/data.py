@@ -445,8 +445,14 @@ def find_videos(folder) -> list[Path]:
     "Video files and folders of frames (images, no videos) under `folder`, recursively, sorted."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"video folder not found: {str(folder)!r}")
-    out = []
-    for d, _, files in os.walk(folder):
+    out, seen = [], {os.path.realpath(folder)}
+    for d, dirs, files in os.walk(folder, followlinks=True):     # symlinked sub-folders are followed...
+        up = {os.path.realpath(a) for a in (Path(d), *Path(d).parents)}
+        for s in sorted(dirs):
+            real = os.path.realpath(Path(d)/s)
+            if real in seen or real in up:                           # ...once: a loop or a second link is named
+                warnings.warn(f"{str(Path(d)/s)!r} links to {real!r}, read already: skipped"); dirs.remove(s)
+            seen.add(real)
         exts = [Path(f).suffix.lower() for f in files]
         vids = [Path(d)/f for f, e in zip(files, exts) if e in VIDEO_EXTENSIONS]
         out += vids if vids else [Path(d)] if any(e in IMAGE_EXTENSIONS for e in exts) else []

@@ -544,7 +544,7 @@ def _lists_of(source:Path, lists_out, val_fraction:float, seed:int, quiet:bool) 
     info = build_lists(source, lists_out, val_fraction, seed)
     if not quiet: print(f"wrote train.csv ({info['train']}), val.csv and test.csv ({info['val']}), "
                         f"classes.txt ({len(info['classes'])} classes) to {info['folder']}")
-    return [Path(info['folder'])/s for s in _SPLITS[:2]]
+    return [Path(info['folder'])/'train.csv'] + ([Path(info['folder'])/'val.csv'] if info['val'] else [])  # 0: no val
 
 def cli():
     "Console-script entry point of `videomae-check-data`: a refusal is one line, exit status 2."
