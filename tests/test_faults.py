@@ -263,3 +263,36 @@ def test_symlinked_folders_followed_once(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path/'lists/classes.txt').read_text().split() == ['cats', 'dogs']
     assert len((tmp_path/'lists/train.csv').read_text().splitlines()) == 3
+
+
+def _check_data(*args):
+    return subprocess.run([sys.executable, '-c', 'from videomae_nb.datasets import cli; cli()', *map(str, args)],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+
+def test_prepare_keeps_orientation_names_and_settings(tmp_path):
+    "Point 2: a rotated phone clip comes out upright; clip.avi + clip.mp4 stay two videos with their own labels;"
+    "a re-run with another --short_side re-encodes; a file --prepare did not make is refused, untouched."
+    import numpy as np
+    from videomae_nb.data import open_video, read_list_file
+    from videomae_nb.datasets import write_video, motion_clip, prepare_video
+    side = motion_clip(0, 16, (32, 64), np.random.default_rng(0)); side[:, :, :16] = 255   # white band on the left
+    write_video(tmp_path/'data/phone/a.mp4', side, rotation=90)
+    write_video(tmp_path/'data/pair/clip.mp4', side)
+    write_video(tmp_path/'data/pair/clip.avi', motion_clip(1, 16, (32, 64), np.random.default_rng(1)))
+    r = _check_data(tmp_path/'data', '--lists_out', tmp_path/'lists', '--val_fraction', '0', '--workers', '0',
+                    '--prepare', tmp_path/'prep', '--short_side', '24', '--quiet')
+    assert r.returncode == 0, r.stderr[-2000:]
+    listed = {p.relative_to(tmp_path/'prep').as_posix(): l for p, l in read_list_file(tmp_path/'prep/train.csv')}
+    assert listed == {'pair/clip_avi.mp4': 0, 'pair/clip_mp4.mp4': 0, 'phone/a.mp4': 1}, listed
+    up = open_video(tmp_path/'prep/phone/a.mp4').get_batch([0])[0]
+    assert up.shape == (48, 24, 3) and up[-6:].mean() > 200 and up[:30].mean() < 200     # upright: band at the bottom
+    differ = np.abs(open_video(tmp_path/'prep/pair/clip_avi.mp4').get_batch([5]).astype(int)
+                    - open_video(tmp_path/'prep/pair/clip_mp4.mp4').get_batch([5]).astype(int)).mean()
+    assert differ > 10                                                                    # two sources, two videos
+    r = _check_data(tmp_path/'lists', '--workers', '0', '--prepare', tmp_path/'prep', '--short_side', '16')
+    assert r.returncode == 0 and 'were made with other settings: re-encoding them' in r.stdout, r.stdout + r.stderr
+    assert open_video(tmp_path/'prep/phone/a.mp4').size == (32, 16)
+    foreign = tmp_path/'prep/pair/clip_mp4.mp4'; write_video(foreign, side); before = foreign.read_bytes()
+    r = _check_data(tmp_path/'lists', '--workers', '0', '--prepare', tmp_path/'prep', '--short_side', '16', '--quiet')
+    _one_line_error(r, 'videomae-check-data', 'was not made by --prepare')
+    assert foreign.read_bytes() == before

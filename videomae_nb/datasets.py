@@ -7,7 +7,7 @@ __all__ = ['MOTION_CLASSES', 'RAND_AUGMENT_OPS', 'write_video', 'motion_clip', '
            'build_lists', 'dense_test_indices', 'tsn_indices', 'random_resized_crop_box', 'view_boxes',
            'parse_rand_augment', 'rand_augment', 'FinetuneDataset', 'finetune_collate', 'MultiViewDataset',
            'ShardSampler', 'eval_collate', 'finetune_loader', 'eval_loader', 'check_video', 'check_data',
-           'format_summary', 'prepare_video', 'prepare_data', 'cli', 'main']
+           'format_summary', 'prepared_with', 'prepare_video', 'prepare_data', 'cli', 'main']
 
 # %% ../nbs/09a_datasets.ipynb #c730da06
 # Run as a file (`python videomae_nb/datasets.py`): make the package importable and the imports relative.
@@ -18,7 +18,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
 # %% ../nbs/09a_datasets.ipynb #59d553c6
-import contextlib, math, os, re, shutil, warnings
+import contextlib, itertools, json, math, os, re, shutil, warnings
 from collections import Counter
 from pathlib import Path
 import numpy as np
@@ -26,20 +26,21 @@ import torch
 from .cli import script, run_cli, check_counts
 from .data import (VideoReadError, open_video, video_backend, sample_frame_indices, clip_transform,
                               decode_size, scale_box, read_list_file, read_v2_list, list_format, find_videos,
-                              PretrainDataset, InfiniteSampler, collate)
+                              VIDEO_EXTENSIONS, PretrainDataset, InfiniteSampler, collate)
 
 # %% ../nbs/09a_datasets.ipynb #41caa3d2
 MOTION_CLASSES = ('right', 'left', 'down', 'up')
 _DIRECTIONS = {'right': (0, 1), 'left': (0, -1), 'down': (1, 0), 'up': (-1, 0)}
 
-def write_video(path, frames:np.ndarray, fps:float=8, crf:int=18) -> Path:
-    "Write uint8 frames `(T, H, W, 3)` (H, W even) as an H.264 mp4 with PyAV."
+def write_video(path, frames:np.ndarray, fps:float=8, crf:int=18, rotation:int=0) -> Path:
+    "Write uint8 frames `(T, H, W, 3)` (H, W even) as an H.264 mp4 with PyAV; `rotation`: a phone's display matrix."
     import av
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), 'w') as c:
         s = c.add_stream('libx264', rate=round(fps))
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], 'yuv420p'
         s.options = {'crf': str(crf), 'preset': 'ultrafast'}
+        if rotation: s.set_display_rotation(rotation)   # degrees counter-clockwise, as FFmpeg reports it
         for f in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format='rgb24')): c.mux(p)
         for p in s.encode(): c.mux(p)
@@ -481,15 +482,35 @@ def _even_size(H:int, W:int, short_side:int) -> tuple[int, int]:
     k = min(1., short_side / min(W, H))
     return max(2, round(H * k / 2) * 2), max(2, round(W * k / 2) * 2)
 
+def _upright(frame, turns:int):
+    "A decoded frame turned as its display matrix says (`turns` quarter turns counter-clockwise, as FFmpeg shows it)."
+    import av
+    if not turns: return frame
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(frame.to_ndarray(format='rgb24'), turns)),
+                                      format='rgb24')
+
+_TAG = 'videomae-nb prepare '
+
+def prepared_with(path) -> dict|None:
+    "How `prepare_video` made `path` (source, span, short side, crf: its container's comment), or None."
+    import av
+    try:
+        with av.open(str(path)) as c: tag = c.metadata.get('comment', '')
+    except Exception: return None
+    return json.loads(tag[len(_TAG):]) if tag.startswith(_TAG) else None
+
+# %% ../nbs/09a_datasets.ipynb #711f4622
 def prepare_video(src, dst, short_side:int=320, crf:int=23, *, span:tuple[int, int]|None=None,
                   fps:float=30) -> Path:
-    "Re-encode `src` (a video, or a folder of frames) to an H.264 mp4 `dst` whose short side is `short_side`."
+    "Re-encode `src` (a video, or a folder of frames) to an H.264 mp4 `dst` whose short side is `short_side`, upright."
     import av
-    dst = Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f'.tmp-{os.getpid()}-{dst.name}')
+    dst, made = Path(dst), dict(source=str(Path(src).absolute()), span=list(span) if span else None,
+                                short_side=short_side, crf=crf)
+    dst.parent.mkdir(parents=True, exist_ok=True); tmp = dst.with_name(f'.tmp-{os.getpid()}-{dst.name}')
     try:
         with contextlib.ExitStack() as stack:
             out = stack.enter_context(av.open(str(tmp), 'w', format='mp4'))
+            out.metadata['comment'] = _TAG + json.dumps(made)          # how it was made, inside the file
             if Path(src).is_dir():
                 vr = open_video(src, resize=lambda H, W: _even_size(H, W, short_side),
                                 **(dict(start=span[0], total=span[1]) if span else {}))
@@ -498,8 +519,12 @@ def prepare_video(src, dst, short_side:int=320, crf:int=23, *, span:tuple[int, i
                 (h, w), rate = vr.size, fps
             else:
                 vs = stack.enter_context(av.open(str(src))).streams.video[0]; vs.thread_type = 'AUTO'
-                (h, w), rate = _even_size(vs.codec_context.height, vs.codec_context.width, short_side), vs.average_rate
-                frames = vs.container.decode(vs)
+                frames = vs.container.decode(vs); first = next(frames, None)
+                if first is None: raise ValueError('it has no frames')
+                turns = round((first.rotation or 0) / 90) % 4                # a phone's display matrix: applied
+                H, W = (first.height, first.width) if turns % 2 == 0 else (first.width, first.height)
+                (h, w), rate = _even_size(H, W, short_side), vs.average_rate
+                frames = (_upright(f, turns) for f in itertools.chain([first], frames))
             os_ = out.add_stream('libx264', rate=rate or 25)
             os_.width, os_.height, os_.pix_fmt, os_.options = w, h, 'yuv420p', {'crf': str(crf), 'preset': 'veryfast'}
             for frame in frames:
@@ -512,26 +537,57 @@ def prepare_video(src, dst, short_side:int=320, crf:int=23, *, span:tuple[int, i
     return dst
 
 # %% ../nbs/09a_datasets.ipynb #72e18c82
+def _stems(folder:Path, cache:dict) -> Counter:
+    "How many videos of `folder` have each stem (`clip.avi` and `clip.mp4` count 2), listed once per folder."
+    if folder not in cache:
+        cache[folder] = Counter(q.stem for q in folder.iterdir() if q.suffix.lower() in VIDEO_EXTENSIONS)
+    return cache[folder]
+
+def _prepared_names(entries, root) -> list[tuple[Path, Path, int, tuple|None]]:
+    "`(source, name, label, span)`; a video beside another of its stem (`clip.avi`, `clip.mp4`) keeps its extension."
+    out, seen, cache = [], {}, {}
+    for p, label, *span in entries:
+        p, span = Path(p).absolute(), (tuple(span[0]) if span and span[0] else None)
+        rel = Path(os.path.relpath(p, Path(root).absolute()) if root is not None else p.name)
+        if str(rel).startswith('..'): rel = Path(p.parent.name)/p.name
+        video = rel.suffix.lower() in VIDEO_EXTENSIONS
+        ext = f'_{rel.suffix[1:]}' if video and p.parent.is_dir() and _stems(p.parent, cache)[p.stem] > 1 else ''
+        name = rel.with_name((rel.stem if video else rel.name) + ext + (f'_{span[0]}_{span[1]}' if span else ''))
+        name = name.with_name(name.name + '.mp4')
+        if seen.setdefault(name, (p, span)) != (p, span):
+            raise ValueError(f"{str(p)!r} and {str(seen[name][0])!r} would both be prepared as {str(name)!r}: "
+                             f"rename one")
+        out.append((p, name, label, span))
+    return out
+
+# %% ../nbs/09a_datasets.ipynb #f72ab455
 def _prepare_one(args) -> str|None:
-    src, dst, short_side, span = args
-    if Path(dst).exists(): return None
-    try: prepare_video(src, dst, short_side, span=span); return None
+    src, dst, short_side, crf, span = args
+    try: prepare_video(src, dst, short_side, crf, span=span); return None
     except VideoReadError as e: return str(e)
 
 def prepare_data(entries, out_dir, list_name:str='list.csv', root=None, short_side:int=320, workers:int=0,
-                 progress:bool=True) -> Path:
+                 progress:bool=True, crf:int=23) -> Path:
     "Re-encode `(path, label)` (or `(path, label, span)`) entries under `out_dir`, keep folders; write the list."
-    out_dir, done, jobs = Path(out_dir), [], []
-    for p, label, *span in entries:
-        p, span = Path(p).absolute(), (span[0] if span else None)
-        rel = Path(os.path.relpath(p, Path(root).absolute()) if root is not None else p.name)
-        if str(rel).startswith('..'): rel = Path(p.parent.name)/p.name
-        dst = out_dir/rel.with_name(rel.name if not span else f'{rel.name}_{span[0]}_{span[1]}').with_suffix('.mp4')
-        jobs.append((p, dst, short_side, span)); done.append((dst, label))
-    errors = [e for e in _map(_prepare_one, jobs, workers, progress, f'preparing (short side {short_side})') if e]
-    if errors: warnings.warn(f"{len(errors)} videos could not be re-encoded and are left out; first: {errors[0]}")
-    keep = [(d, l) for d, l in done if d.exists()]
-    return write_list(keep, out_dir/list_name)
+    out_dir, plan = Path(out_dir), [(p, Path(out_dir)/n, l, s) for p, n, l, s in _prepared_names(entries, root)]
+    there = sorted({d for _, d, _, _ in plan if d.exists()})
+    made = dict(zip(there, _map(prepared_with, there, workers, progress and len(there) > 100, 'reading the folder')))
+    jobs = {}
+    for p, dst, _, span in plan:
+        want = dict(source=str(p), span=list(span) if span else None, short_side=short_side, crf=crf)
+        if dst in made and made[dst] is None:
+            raise FileExistsError(f"{str(dst)!r} was not made by --prepare (it records nothing of how it was made): "
+                                  f"move it away or prepare into another folder")
+        if made.get(dst) != want: jobs[dst] = (p, dst, short_side, crf, span)
+    redo = sum(d in made for d in jobs)
+    if redo and progress: print(f"  {redo} videos in {str(out_dir)!r} were made with other settings: re-encoding them")
+    errors = dict(zip(jobs, _map(_prepare_one, list(jobs.values()), workers, progress,
+                                 f'preparing (short side {short_side})')))
+    failed = [e for e in errors.values() if e]
+    if failed: warnings.warn(f"{len(failed)} videos could not be re-encoded and are left out; first: {failed[0]}")
+    if progress: print(f"  {len(jobs) - len(failed)} re-encoded, {len(set(d for _, d, _, _ in plan) - set(jobs))} "
+                       f"already prepared with these settings")
+    return write_list([(d, l) for _, d, l, _ in plan if not errors.get(d) and d.exists()], out_dir/list_name)
 
 # %% ../nbs/09a_datasets.ipynb #8baa892e
 _SPLITS = ('train.csv', 'val.csv', 'test.csv')
@@ -540,7 +596,11 @@ def _lists_of(source:Path, lists_out, val_fraction:float, seed:int, quiet:bool) 
     "The list files a source stands for; builds them for a folder of class folders."
     if source.is_file(): return [source]
     if not source.is_dir(): raise FileNotFoundError(f"{str(source)!r} is neither a list file nor a folder")
-    if any((source/s).is_file() for s in _SPLITS): return [source/s for s in _SPLITS if (source/s).is_file()]
+    if any((source/s).is_file() for s in _SPLITS):                 # a folder of lists: the ones with entries
+        found = [source/s for s in _SPLITS if (source/s).is_file()]
+        full = [f for f in found if any(l.strip() and not l.lstrip().startswith('#')
+                                        for l in f.read_text(encoding='utf-8', errors='replace').splitlines())]
+        return full or found                                           # all empty: `check_data` says so
     info = build_lists(source, lists_out, val_fraction, seed)
     if not quiet: print(f"wrote train.csv ({info['train']}), val.csv and test.csv ({info['val']}), "
                         f"classes.txt ({len(info['classes'])} classes) to {info['folder']}")
@@ -588,6 +648,6 @@ def main(source:str,                 # list (`path label`, V2's `path start tota
             good = [(p, l, sp) for p, l, sp in _entries(lst, data_root)[0] if str(p) not in bad]
             summary.update(prepared_list=str(prepare_data(good, prepare, lst.name, data_root or lst.parent,
                                                           short_side, workers, not quiet)))
-            if not quiet: print(f"  prepared {len(good)} videos at short side {short_side}: {summary['prepared_list']}")
+            if not quiet: print(f"  prepared list (short side {short_side}): {summary['prepared_list']}")
         summaries.append(summary)
     return summaries
