@@ -296,3 +296,55 @@ def test_prepare_keeps_orientation_names_and_settings(tmp_path):
     r = _check_data(tmp_path/'lists', '--workers', '0', '--prepare', tmp_path/'prep', '--short_side', '16', '--quiet')
     _one_line_error(r, 'videomae-check-data', 'was not made by --prepare')
     assert foreign.read_bytes() == before
+
+
+def _avi(path, n=16, size=64):
+    "An MPEG-4 AVI of `n` random frames, written with PyAV."
+    import av, numpy as np
+    rng = np.random.default_rng(0)
+    with av.open(str(path), 'w') as c:
+        s = c.add_stream('mpeg4', rate=8); s.width = s.height = size; s.pix_fmt = 'yuv420p'
+        for _ in range(n):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), format='rgb24')
+            for p in s.encode(f): c.mux(p)
+        for p in s.encode(): c.mux(p)
+    return path
+
+def test_decoders_told_apart_from_broken_files(tmp_path):
+    "Point 7: a header that lists too many frames is not 'truncated'; a cut file is; a good video one decoder cannot"
+    "read (decord2 and narrow frames) is a decoder limit naming the decoder that reads it; tiny videos are accepted."
+    import struct, numpy as np
+    from videomae_nb.data import open_video, VideoReadError, DecoderLimit
+    from videomae_nb.datasets import write_video, check_video
+    b = bytearray(_avi(tmp_path/'a.avi').read_bytes())
+    struct.pack_into('<I', b, b.index(b'strh') + 8 + 32, 40); struct.pack_into('<I', b, 48, 40)   # "40 frames"
+    (tmp_path/'lies.avi').write_bytes(b)
+    v = open_video(tmp_path/'lies.avi', backend='pyav')
+    assert len(v) == 16 and v.get_batch([15]).shape == (1, 64, 64, 3)
+    data = (DATA/'cockatoo.mp4').read_bytes()
+    for cut in (81739, 81739 + 500):                       # at a frame boundary (its index runs on), inside a frame
+        (tmp_path/'cut.mp4').write_bytes(data[:cut])
+        with pytest.raises(VideoReadError, match='truncated: the file holds 5[01] whole frames of the 100'):
+            open_video(tmp_path/'cut.mp4', backend='pyav')
+    rng = np.random.default_rng(0)
+    for s in (8, 16):
+        tiny = write_video(tmp_path/f'tiny{s}.mp4', rng.integers(0, 255, (16, s, s, 3), dtype=np.uint8))
+        assert check_video(tiny, backend='pyav')['problem'] is None
+    pytest.importorskip('decord')
+    with pytest.raises(DecoderLimit, match=r"decord cannot read this h264 8x8 video, --decoder pyav does"):
+        open_video(tmp_path/'tiny8.mp4', backend='decord').get_batch([0])
+    assert check_video(tmp_path/'tiny8.mp4', backend='decord')['problem'] == 'decoder'
+
+def test_rotation_applied_by_every_decoder(tmp_path):
+    "Point 7: a phone video (display matrix) is upright, with the same pixels, in PyAV, torchcodec and decord."
+    import numpy as np
+    from videomae_nb.data import open_video, _decoder_problem
+    from videomae_nb.datasets import write_video
+    band = np.zeros((8, 64, 128, 3), np.uint8); band[:, :, :32] = 255
+    phone = write_video(tmp_path/'phone.mp4', band, rotation=90)
+    shown = {b: open_video(phone, backend=b).get_batch([0, 5])
+             for b in ('pyav', 'torchcodec', 'decord') if _decoder_problem(b) is None}
+    assert 'pyav' in shown and len(shown) >= 2, shown.keys()
+    for b, x in shown.items():
+        assert x.shape == (2, 128, 64, 3) and x[:, -32:].min() > 240 and x[:, :90].max() < 15, b
+        assert np.abs(x.astype(int) - shown['pyav'].astype(int)).max() <= 2, b

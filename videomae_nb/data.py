@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #c0af8b0e
 from __future__ import annotations
-import bisect, math, os, re, warnings
+import bisect, math, os, re, struct, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,11 +13,11 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MIN_VIDEO_BYTES', 'IMAGE_EXTENSIONS', 'DECODERS', 'AUTO_ORDER', 'MULTISCALE_SCALES', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'VIDEO_EXTENSIONS', 'VideoReadError', 'frame_files', 'video_backend', 'decoder_info', 'open_video',
-           'sample_frame_indices', 'multiscale_crop_box', 'decode_size', 'scale_box', 'normalize', 'denormalize',
-           'as_model_input', 'clip_transform', 'read_list_file', 'read_v2_list', 'list_format', 'find_videos',
-           'video_entries', 'video_paths', 'item_generator', 'PretrainDataset', 'InfiniteSampler', 'collate',
-           'pretrain_loader', 'device_clips']
+           'VIDEO_EXTENSIONS', 'VideoReadError', 'DecoderLimit', 'mp4_rotation', 'frame_files', 'video_backend',
+           'decoder_info', 'open_video', 'sample_frame_indices', 'multiscale_crop_box', 'decode_size', 'scale_box',
+           'normalize', 'denormalize', 'as_model_input', 'clip_transform', 'read_list_file', 'read_v2_list',
+           'list_format', 'find_videos', 'video_entries', 'video_paths', 'item_generator', 'PretrainDataset',
+           'InfiniteSampler', 'collate', 'pretrain_loader', 'device_clips']
 
 # %% ../nbs/00_data.ipynb #8e3e8d8e
 class VideoReadError(RuntimeError):
@@ -25,6 +25,24 @@ class VideoReadError(RuntimeError):
     def __init__(self, path, reason):
         self.path, self.reason = str(path), str(reason)
         super().__init__(f"cannot read video {self.path!r}: {self.reason}")
+
+class DecoderLimit(VideoReadError):
+    "A good video that one decoder cannot read (a codec, a size); the message names a decoder that reads it."
+
+def _pyav_reads(path) -> str|None:
+    "'av1 64x64' when PyAV decodes the first frame of `path`, else None."
+    try:
+        import av
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]; f = next(c.decode(s))
+            return f"{s.codec_context.name} {f.width}x{f.height}"
+    except Exception: return None
+
+def _failed(path, decoder:str, what:str, e:Exception) -> VideoReadError:
+    "The error of `decoder` failing on `path`: a `DecoderLimit` when PyAV reads the file, else a broken file."
+    reason, seen = f"{what} ({type(e).__name__}: {e})", _pyav_reads(path)
+    if seen: return DecoderLimit(path, f"{decoder} cannot read this {seen} video, --decoder pyav does: {reason}")
+    return VideoReadError(path, reason)
 
 # %% ../nbs/00_data.ipynb #81e9e360
 MIN_VIDEO_BYTES = 1024  # the official fine-tuning loader skips files under 1 KB as broken
@@ -51,12 +69,52 @@ class _DecordVideo:
         import decord
         try: return decord.VideoReader(str(path), num_threads=1, ctx=decord.cpu(0), width=w, height=h)
         except Exception as e:
-            raise VideoReadError(path, f"decord could not open it ({type(e).__name__}: {e})") from None
+            raise _failed(path, 'decord', 'decord could not open it', e) from None
     def __len__(self): return len(self.vr)
     def get_batch(self, indices) -> np.ndarray:
         try: return self.vr.get_batch(list(map(int, indices))).asnumpy()
         except Exception as e:
-            raise VideoReadError(self.path, f"decoding frames failed ({type(e).__name__}: {e})") from None
+            raise _failed(self.path, 'decord', 'decoding frames failed', e) from None
+
+# %% ../nbs/00_data.ipynb #734f5b11
+def _boxes(b:bytes, lo:int, hi:int):
+    "`(type, start, end)` of the ISO-BMFF (mp4, mov) boxes of `b[lo:hi]`."
+    while lo + 8 <= hi:
+        size, kind = struct.unpack_from('>I4s', b, lo); head = 8
+        if size == 1: size, head = struct.unpack_from('>Q', b, lo + 8)[0], 16
+        elif size == 0: size = hi - lo
+        if size < head or lo + size > hi: return
+        yield kind, lo + head, lo + size
+        lo += size
+
+def mp4_rotation(path) -> int:
+    "Degrees counter-clockwise of the first video track's display matrix (a phone's orientation); 0 if none."
+    try:
+        with open(path, 'rb') as f:
+            if f.read(8)[4:8] not in (b'ftyp', b'moov', b'mdat', b'free', b'wide'): return 0
+            f.seek(0); end, moov = os.fstat(f.fileno()).st_size, None
+            while f.tell() + 8 <= end and moov is None:                  # top level: seek over `mdat`, read `moov`
+                at = f.tell(); size, kind = struct.unpack('>I4s', f.read(8))
+                if size == 1: size = struct.unpack('>Q', f.read(8))[0]
+                if size == 0: size = end - at
+                if kind == b'moov': f.seek(at); moov = f.read(size)
+                elif size < 8: return 0
+                else: f.seek(at + size)
+        for kind, lo, hi in _boxes(moov or b'', 8, len(moov or b'')):
+            if kind != b'trak': continue
+            trak = {k: (a, z) for k, a, z in _boxes(moov, lo, hi)}
+            mdia = {k: (a, z) for k, a, z in _boxes(moov, *trak.get(b'mdia', (0, 0)))}
+            hdlr = mdia.get(b'hdlr', (0, 0))[0]
+            if b'tkhd' not in trak or moov[hdlr + 8:hdlr + 12] != b'vide': continue      # not the video track
+            p = trak[b'tkhd'][0]; m = struct.unpack_from('>9i', moov, p + (52 if moov[p] == 1 else 40))
+            return round(-math.degrees(math.atan2(m[1] / math.hypot(m[1], m[4]), m[0] / math.hypot(m[0], m[3]))))
+    except (OSError, struct.error, KeyError, ZeroDivisionError, ValueError): return 0
+    return 0
+
+def _cut_short(stream, path) -> bool:
+    "The container's index (mp4, mov) lists frames past the end of the file: it was cut at a frame boundary."
+    ends = [e.pos + e.size for e in stream.index_entries if e.pos >= 0] if hasattr(stream, 'index_entries') else []
+    return bool(ends) and max(ends) > os.path.getsize(path)
 
 # %% ../nbs/00_data.ipynb #dd81dcdf
 class _PyAVVideo:
@@ -69,18 +127,20 @@ class _PyAVVideo:
             if not c.streams.video: raise VideoReadError(path, "it has no video stream")
             self.stream = s = c.streams.video[0]
             s.thread_count = 1                                   # one thread per worker, as decord's num_threads=1
-            self.source_size = (s.codec_context.height, s.codec_context.width)
-            dropped = 0
+            self.turns = round(mp4_rotation(path) / 90) % 4            # a phone's display matrix, as decord shows it
+            self.source_size = (s.codec_context.height, s.codec_context.width)[::-1 if self.turns % 2 else 1]
+            dropped, corrupt = 0, False
             for p in c.demux(s):                                 # reads packets only: no decoding
                 if p.size == 0: dropped += p.pts is not None; continue   # the flush packet; AVI's repeat markers
                 if getattr(p, 'is_discard', False): dropped += 1; continue    # cut by an edit list: never shown
                 t = p.pts if p.pts is not None else p.dts
                 if t is None: pts = None; break
-                pts.append(t)
+                pts.append(t); corrupt = p.is_corrupt
                 if p.is_keyframe: keys.append(t)
-            if pts is not None and 0 < len(pts) + dropped < (s.frames or 0):
-                raise VideoReadError(path, f"it is truncated: the header lists {s.frames} frames, the file holds "
-                                           f"{len(pts) + dropped}")
+            if corrupt or _cut_short(s, path):                   # not the header's count: it can be wrong
+                listed = max(s.frames or 0, len(getattr(s, 'index_entries', ())))
+                raise VideoReadError(path, f"it is truncated: the file holds {len(pts) - corrupt} whole frames of the "
+                                           f"{listed} it lists")
             if pts is None or len(set(pts)) != len(pts) or not keys: pts = keys = None   # decode in order instead
             self.n = len(pts) if pts is not None else sum(1 for _ in self._decode_from_start())
         except VideoReadError: raise
@@ -96,8 +156,9 @@ class _PyAVVideo:
         return self.container.decode(self.stream)
     def _convert(self, frame) -> np.ndarray:
         "RGB at `self.size`: FFmpeg's scaler converts and resizes in one pass (bicubic, as decord and torchcodec)."
-        h, w = self.size
-        return self._scaler.reformat(frame, width=w, height=h, format='rgb24', interpolation='BICUBIC').to_ndarray()
+        h, w = self.size[::-1 if self.turns % 2 else 1]                # turned after scaling
+        x = self._scaler.reformat(frame, width=w, height=h, format='rgb24', interpolation='BICUBIC').to_ndarray()
+        return np.rot90(x, self.turns) if self.turns else x
 
 # %% ../nbs/00_data.ipynb #3fbf4950
 @patch
@@ -166,13 +227,13 @@ class _TorchCodecVideo:
         try: return VideoDecoder(str(self.path), seek_mode='exact', num_ffmpeg_threads=1, dimension_order='NHWC',
                                  device=self.device, transforms=[Resize(size)] if size else None)
         except Exception as e:
-            raise VideoReadError(self.path, f"torchcodec could not open it ({type(e).__name__}: {e})") from None
+            raise _failed(self.path, 'torchcodec', 'torchcodec could not open it', e) from None
     def __len__(self): return self.n
     def get_batch(self, indices):
         "Frames `indices` → `(T, h, w, 3)` uint8: a numpy array, or a CUDA tensor when decoding on the GPU."
         try: out = self.dec.get_frames_at([int(i) for i in indices]).data
         except Exception as e:
-            raise VideoReadError(self.path, f"decoding frames failed ({type(e).__name__}: {e})") from None
+            raise _failed(self.path, 'torchcodec', 'decoding frames failed', e) from None
         return out.numpy() if out.device.type == 'cpu' else out
 
 # %% ../nbs/00_data.ipynb #cc70fdc1

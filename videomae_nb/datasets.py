@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from .cli import script, run_cli, check_counts
-from .data import (VideoReadError, open_video, video_backend, sample_frame_indices, clip_transform,
-                              decode_size, scale_box, read_list_file, read_v2_list, list_format, find_videos,
+from .data import (VideoReadError, DecoderLimit, open_video, video_backend, sample_frame_indices,
+                              clip_transform, decode_size, scale_box, read_list_file, read_v2_list, list_format,
+                              find_videos,
                               VIDEO_EXTENSIONS, PretrainDataset, InfiniteSampler, collate)
 
 # %% ../nbs/09a_datasets.ipynb #41caa3d2
@@ -371,12 +372,13 @@ def eval_loader(dataset:MultiViewDataset, batch_size:int, rank:int=0, world:int=
 # %% ../nbs/09a_datasets.ipynb #453040c7
 def check_video(path, label:int|None=None, num_classes:int|None=None, min_frames:int=1, decode:str='ends',
                 backend:str|None=None, *, span:tuple[int, int]|None=None) -> dict:
-    "Open and decode one video (or folder of frames); `problem`: None, missing, empty, unreadable, truncated, ..."
+    "Open and decode one video (or folder of frames); `problem`: None, missing, empty, unreadable, decoder, ..."
     out = dict(path=str(path), label=label, problem=None, detail='', frames=0, height=0, width=0, span=span)
     try:
         vr = open_video(path, backend, **(dict(start=span[0], total=span[1]) if span else {}))
         n = out['frames'] = len(vr)
     except FileNotFoundError as e: return {**out, 'problem': 'missing', 'detail': str(e)}
+    except DecoderLimit as e: return {**out, 'problem': 'decoder', 'detail': e.reason}  # a good video, another decoder
     except VideoReadError as e:
         empty = 'bytes' in e.reason or 'no frame images' in e.reason
         return {**out, 'problem': 'empty' if empty else 'unreadable', 'detail': e.reason}
@@ -385,6 +387,7 @@ def check_video(path, label:int|None=None, num_classes:int|None=None, min_frames
         for i in range(0, len(idx), 64):
             fr = vr.get_batch(list(idx)[i:i + 64])
         out['height'], out['width'] = fr.shape[1:3]
+    except DecoderLimit as e: return {**out, 'problem': 'decoder', 'detail': e.reason}
     except VideoReadError as e: return {**out, 'problem': 'truncated', 'detail': e.reason}
     if n < min_frames: return {**out, 'problem': 'too short', 'detail': f'{n} frames, fewer than {min_frames}'}
     if label is not None and (label < 0 or (num_classes is not None and label >= num_classes)):
@@ -462,6 +465,9 @@ def format_summary(summary:dict) -> str:
     lines = [f"{summary['source']}: {summary['videos']} videos, {summary['good']} good, {summary['bad']} bad"
              + (f' ({problems})' if summary['bad'] else '')]
     if summary['bad_list']: lines.append(f"  bad entries written to {summary['bad_list']}")
+    if summary['problems'].get('decoder'):
+        lines.append(f"  {summary['problems']['decoder']} of them are good videos this decoder cannot read: "
+                     f"--decoder pyav reads them")
     if 'frames' in summary:
         lo, mid, hi = summary['frames']
         lines.append(f"  frames per video: min {lo}, median {mid}, max {hi}")
