@@ -348,3 +348,105 @@ def test_rotation_applied_by_every_decoder(tmp_path):
     for b, x in shown.items():
         assert x.shape == (2, 128, 64, 3) and x[:, -32:].min() > 240 and x[:, :90].max() < 15, b
         assert np.abs(x.astype(int) - shown['pyav'].astype(int)).max() <= 2, b
+
+
+def _pid_of_rank(rank:int, marker:str) -> int|None:
+    "The pid of the worker with RANK=`rank` whose command line holds `marker` (Linux /proc)."
+    for d in Path('/proc').iterdir():
+        try:
+            if marker in (d/'cmdline').read_bytes().decode(errors='replace') and \
+               f'RANK={rank}'.encode() in (d/'environ').read_bytes().split(b'\0'): return int(d.name)
+        except (OSError, ValueError): continue
+    return None
+
+@pytest.mark.skipif(not Path('/proc/self/environ').exists(), reason='finds the worker through /proc')
+def test_a_stopped_process_ends_the_job_naming_it(tmp_path):
+    "Point 9: SIGSTOP one of two processes; the job ends within --timeout (plus torchrun's teardown), naming it."
+    out = tmp_path/'run'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', 'videomae_nb/train.py',
+           '--cpu', '--steps', '100000', '--save_every', '100000', *PRE, '--out', str(out), '--timeout', '0.25']
+    p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = None
+    try:
+        deadline = time.monotonic() + 300
+        while not ((out/'metrics.csv').exists() and len((out/'metrics.csv').read_text().splitlines()) > 2):
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1][-3000:]
+            time.sleep(0.5)
+        pid = _pid_of_rank(1, str(out)); assert pid, 'rank 1 not found'
+        os.kill(pid, signal.SIGSTOP); t0 = time.monotonic()
+        _, err = p.communicate(timeout=240)
+        took = time.monotonic() - t0
+    finally:
+        if pid:
+            try: os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError: pass
+        if p.poll() is None: p.kill()
+    assert p.returncode != 0
+    assert 'process 1 of 2 has given no sign of life for 0.25 min' in err, err[-3000:]
+    print(f'the job ended {took:.0f} s after SIGSTOP')
+    assert took < 15 + 10 + 45, took                  # the wait, the watchdog's beat, torchrun stopping the others
+
+
+def test_check_data_takes_the_folder_train_takes_and_a_read_only_dataset(tmp_path):
+    "Point 11: a flat folder of videos is checked without labels (train --data accepts it); a dataset it cannot"
+    "write the lists into is refused in one line that names --lists_out; with --lists_out it works, nothing written."
+    flat = tmp_path/'flat'; flat.mkdir()
+    for v in DATA.glob('*.mp4'): shutil.copy(v, flat/v.name)
+    r = _check_data(flat, '--workers', '0', '--prepare', tmp_path/'prep', '--short_side', '32')
+    assert r.returncode == 0 and 'has no class folders: checking its videos, without labels' in r.stdout, r.stderr
+    assert '5 videos, 5 good, 0 bad' in r.stdout, r.stdout
+    assert len((tmp_path/'prep/pretrain_list.txt').read_text().splitlines()) == 5
+    assert sorted(p.name for p in flat.iterdir()) == sorted(p.name for p in DATA.glob('*.mp4'))  # nothing written there
+    classes = tmp_path/'classes'
+    for c in ('a', 'b'): (classes/c).mkdir(parents=True); shutil.copy(DATA/'cockatoo.mp4', classes/c/'x.mp4')
+    shutil.copy(DATA/'car_race_1906.mp4', classes/'a'/'y.mp4'); shutil.copy(DATA/'cockatoo.mp4', classes/'b'/'y.mp4')
+    from videomae_nb import datasets
+    denied = PermissionError(13, 'Permission denied', str(classes/'train.csv'))  # what a read-only disk says (root
+    with mock.patch.object(datasets, 'write_list', side_effect=denied):            # writes through chmod 555)
+        with pytest.raises(PermissionError, match=r"cannot write the lists into .*classes' \(Permission denied\): "
+                                                  r"pass --lists_out FOLDER"):
+            datasets.main(str(classes), workers=0, quiet=True)
+    for d in (classes, classes/'a', classes/'b'): d.chmod(0o555)
+    try:
+        if not os.access(classes, os.W_OK):                                          # a user, not root: for real
+            _one_line_error(_check_data(classes, '--workers', '0', '--quiet'), 'videomae-check-data',
+                            'cannot write the lists into', 'pass --lists_out FOLDER')
+        r = _check_data(classes, '--workers', '0', '--lists_out', tmp_path/'lists', '--quiet')
+        assert r.returncode == 0 and (tmp_path/'lists/train.csv').exists(), r.stderr
+        assert sorted(p.name for p in classes.iterdir()) == ['a', 'b']
+    finally:
+        for d in (classes, classes/'a', classes/'b'): d.chmod(0o755)
+
+def test_predictions_top5_is_separated_by_bars(tmp_path):
+    "Point 11: class names with spaces stay apart in predictions.csv's top5 column."
+    from types import SimpleNamespace
+    from videomae_nb.finetune import write_predictions
+    import csv
+    names = ['playing guitar', 'riding a bike', 'cat', 'dog food', 'e', 'f']
+    res = dict(index=torch.tensor([0]), probs=torch.tensor([[.1, .5, .2, .15, .03, .02]]), labels=torch.tensor([1]))
+    with open(write_predictions(tmp_path/'p.csv', res, SimpleNamespace(paths=['v.mp4']), names)) as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]['top5'].split('|') == ['riding a bike', 'cat', 'dog food', 'playing guitar', 'e']
+
+
+@pytest.mark.parametrize('content,words', [
+    (b'hello, these are not weights\n', "is a text file (it begins 'hello, these are not weights"),
+    (b'version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n', 'is a Git LFS pointer'),
+    (b'<!DOCTYPE html><html><body>404</body></html>\n', 'is a web page')], ids=['text', 'lfs', 'html'])
+def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(tmp_path, content, words):
+    "Point 11: a text file given as --pretrained was said to hold 'Python objects besides tensors'."
+    from videomae_nb.checkpoints import CheckpointError, load_weights
+    from videomae_nb.classifier import VideoClassifier
+    (tmp_path/'w.pth').write_bytes(content * 40)
+    with pytest.raises(CheckpointError, match=re.escape(words)):
+        load_weights(VideoClassifier('tiny', 4), tmp_path/'w.pth')
+
+def test_mvd_teacher_loaders_name_the_refused_file(tmp_path):
+    "Point 11: the teachers' strict loads named no file."
+    from videomae_nb.checkpoints import CheckpointError
+    from videomae_nb.mvd import image_teacher, load_image_teacher, load_video_teacher, VideoTeacher
+    torch.save({'x': torch.zeros(2)}, tmp_path/'other.pth')
+    with pytest.raises(CheckpointError, match=r"other.pth' as the image teacher: "):
+        load_image_teacher(image_teacher('tiny'), tmp_path/'other.pth')
+    with pytest.raises(CheckpointError, match=r"other.pth' as the video teacher: "):
+        load_video_teacher(VideoTeacher('tiny'), tmp_path/'other.pth')

@@ -135,8 +135,21 @@ def _safe_globals() -> list:
     return [argparse.Namespace, mult.scalar, (mult.scalar, 'numpy.core.multiarray.scalar'), np.dtype,
             *[type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'bool')]]
 
+def _not_a_checkpoint(path:Path) -> str|None:
+    "What a file that cannot be a PyTorch checkpoint is, from its first bytes: a Git LFS pointer, a web page, text."
+    with open(path, 'rb') as f: head = f.read(200)
+    if head[:4] == b'PK\x03\x04' or head[:1] == b'\x80': return None         # torch's zip format, a legacy pickle
+    if head.startswith(b'version https://git-lfs'): return "a Git LFS pointer, not the weights (run `git lfs pull`)"
+    if head.lstrip()[:14].lower().startswith((b'<!doctype html', b'<html')):
+        return "a web page (the download got an HTML page instead of the file)"
+    try: text = head.decode('utf-8')
+    except UnicodeDecodeError: return None
+    return f"a text file (it begins {' '.join(text.split())[:40]!r})" if text.strip() else None
+
 def _torch_load(path:Path):
     "`torch.load(weights_only=True)` that names the file and the class when it refuses."
+    what = _not_a_checkpoint(path)
+    if what: raise CheckpointError(f"{str(path)!r} is {what}, not a PyTorch checkpoint")
     try:
         with torch.serialization.safe_globals(_safe_globals()): return torch.load(path, map_location='cpu',
                                                                                   weights_only=True)

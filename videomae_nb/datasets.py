@@ -607,7 +607,13 @@ def _lists_of(source:Path, lists_out, val_fraction:float, seed:int, quiet:bool) 
         full = [f for f in found if any(l.strip() and not l.lstrip().startswith('#')
                                         for l in f.read_text(encoding='utf-8', errors='replace').splitlines())]
         return full or found                                           # all empty: `check_data` says so
-    info = build_lists(source, lists_out, val_fraction, seed)
+    try: info = build_lists(source, lists_out, val_fraction, seed)
+    except ValueError:                                 # no class folders: a folder of videos (`videomae-train --data`)
+        if not quiet: print(f"{str(source)!r} has no class folders: checking its videos, without labels")
+        return [source]
+    except PermissionError as e:                       # a read-only dataset
+        raise PermissionError(f"cannot write the lists into {str(lists_out or source)!r} ({e.strerror}): "
+                              f"pass --lists_out FOLDER to write them elsewhere") from None
     if not quiet: print(f"wrote train.csv ({info['train']}), val.csv and test.csv ({info['val']}), "
                         f"classes.txt ({len(info['classes'])} classes) to {info['folder']}")
     return [Path(info['folder'])/'train.csv'] + ([Path(info['folder'])/'val.csv'] if info['val'] else [])  # 0: no val
@@ -652,8 +658,8 @@ def main(source:str,                 # list (`path label`, V2's `path start tota
         if prepare:
             bad = set(summary['bad_files'])
             good = [(p, l, sp) for p, l, sp in _entries(lst, data_root)[0] if str(p) not in bad]
-            summary.update(prepared_list=str(prepare_data(good, prepare, lst.name, data_root or lst.parent,
-                                                          short_side, workers, not quiet)))
+            name, root = ('pretrain_list.txt', lst) if lst.is_dir() else (lst.name, data_root or lst.parent)
+            summary.update(prepared_list=str(prepare_data(good, prepare, name, root, short_side, workers, not quiet)))
             if not quiet: print(f"  prepared list (short side {short_side}): {summary['prepared_list']}")
         summaries.append(summary)
     return summaries

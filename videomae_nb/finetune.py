@@ -244,7 +244,7 @@ def evaluate(model:nn.Module, dataset:MultiViewDataset, accelerator=None, batch_
 
 # %% ../nbs/09_finetune.ipynb #f55c423b
 def write_predictions(path, result:dict, dataset:MultiViewDataset, class_names:list[str]|None=None) -> Path:
-    "One row per video: path, label, predicted class, whether top-1 is right, both probabilities, the top 5."
+    "One row per video: path, label, predicted class, whether top-1 is right, both probabilities, the top 5 (`|`)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     names = list(class_names or [])
     name = lambda c: names[c] if c < len(names) else str(c)         # a model may have more classes than the list names
@@ -253,7 +253,7 @@ def write_predictions(path, result:dict, dataset:MultiViewDataset, class_names:l
         for i, p, y in zip(result['index'].tolist(), result['probs'], result['labels'].tolist()):
             top = p.topk(min(5, len(p))).indices.tolist()
             w.writerow([str(dataset.paths[i]), name(y), name(top[0]), int(top[0] == y), f'{p[top[0]]:.4f}',
-                        f'{p[y]:.4f}', ' '.join(map(name, top))])
+                        f'{p[y]:.4f}', '|'.join(map(name, top))])          # class names may hold spaces
     return path
 
 # %% ../nbs/09_finetune.ipynb #67810751

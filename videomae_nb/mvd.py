@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_distillation.ipynb #6b509fb5
 from __future__ import annotations
-import warnings
+import contextlib, warnings
 from dataclasses import replace
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from .masking import select_rows
 from .encoder import ViTConfig, VideoEncoder, get_config, init_module, PRESETS
 from .decoder import VideoDecoder
 from .runs import newest_checkpoint, checkpoint_config
-from .checkpoints import read_state_dict, strip_wrappers, load_weights, DECODER_KEYS
+from .checkpoints import read_state_dict, strip_wrappers, load_weights, CheckpointError, DECODER_KEYS
 
 # %% auto #0
 __all__ = ['IMAGE_TEACHERS', 'DEFAULT_TEACHERS', 'MVD_DECODERS', 'DISTILL_LOSSES', 'ImageTeacher', 'image_teacher_sizes',
@@ -94,6 +94,14 @@ def teacher_weights(src) -> tuple[dict, dict|None]:
     ck = newest_checkpoint(src)
     return strip_wrappers(read_state_dict(ck)[0])[0], checkpoint_config(ck).get('model')
 
+@contextlib.contextmanager
+def _naming(src, role:str):
+    "A refused load of teacher weights read from a file names the file (the load itself saw a state dict)."
+    try: yield
+    except CheckpointError as e:
+        if isinstance(src, (dict, nn.Module)): raise
+        raise CheckpointError(f"{str(src)!r} as {role}: {e}") from None
+
 def _report(rep, skipped=()) -> dict:
     "A teacher load in three numbers: tensors loaded, source keys skipped on purpose, source keys ignored."
     return dict(loaded=len(rep.loaded), skipped=list(skipped), ignored=sorted(rep.unexpected))
@@ -103,8 +111,9 @@ def load_image_teacher(teacher:ImageTeacher, src) -> dict:
     "Load MAE weights (official or ours) into `teacher`, strictly; `pos_embed` is regenerated, decoder keys ignored."
     sd = teacher_weights(src)[0]
     skipped = [k for k in ('pos_embed',) if k in sd]                  # MVD rebuilds MAE's fixed table
-    rep = load_weights(teacher, {k: v for k, v in sd.items() if k not in skipped}, allow_missing=('pos_embed',),
-                       allow_unexpected=DECODER_KEYS, verbose=False)
+    with _naming(src, 'the image teacher'):
+        rep = load_weights(teacher, {k: v for k, v in sd.items() if k not in skipped}, allow_missing=('pos_embed',),
+                           allow_unexpected=DECODER_KEYS, verbose=False)
     return _report(rep, skipped)
 
 def load_video_teacher(teacher:VideoTeacher, src) -> dict:
@@ -112,8 +121,9 @@ def load_video_teacher(teacher:VideoTeacher, src) -> dict:
     sd = teacher_weights(src)[0]
     if 'pos_embed' in sd:
         raise ValueError("this looks like an MVD student (3-D pos_embed); the video teacher is a VideoMAE encoder")
-    rep = load_weights(teacher, sd, allow_missing=('norm.*',), allow_unexpected=DECODER_KEYS + ('fc_norm.*', 'head.*'),
-                       verbose=False)                                  # the final norm is not used by the targets
+    with _naming(src, 'the video teacher'):                            # the final norm is not used by the targets
+        rep = load_weights(teacher, sd, allow_missing=('norm.*',),
+                           allow_unexpected=DECODER_KEYS + ('fc_norm.*', 'head.*'), verbose=False)
     return _report(rep)
 
 # %% ../nbs/06_distillation.ipynb #fe89f59f

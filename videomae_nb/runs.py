@@ -4,8 +4,8 @@
 
 # %% ../nbs/00c_runs.ipynb #bae330e0
 from __future__ import annotations
-import csv, errno, json, os, shutil
-from datetime import datetime
+import csv, errno, json, os, shutil, sys, threading, time
+from datetime import datetime, timedelta
 from pathlib import Path
 import torch
 
@@ -13,7 +13,7 @@ import torch
 __all__ = ['METRIC_FIELDS', 'VAL_FIELDS', 'RUN_FILES', 'save_safetensors', 'user_mode', 'remove_partial', 'list_checkpoints',
            'tensor_bytes', 'save_checkpoint', 'load_checkpoint', 'checkpoint_problem', 'newest_checkpoint',
            'checkpoint_config', 'read_csv', 'read_metrics', 'keep_rows_before', 'write_config', 'run_files',
-           'resolve_run']
+           'resolve_run', 'watchdog']
 
 # %% ../nbs/00c_runs.ipynb #02e16f4e
 def save_safetensors(tensors:dict, path):
@@ -204,3 +204,38 @@ def _newest_that_loads(run_dir:Path, main:bool) -> Path|None:
               "starting a new run")
     else: print(f"--resume auto: no checkpoint in {str(run_dir)!r}: starting a new run there")
     return None
+
+# %% ../nbs/00c_runs.ipynb #50280b5e
+def _silent(beats:dict, seen:dict, now:float, timeout:float) -> int|None:
+    "The first process whose beat count has not changed for `timeout` seconds; `seen`: rank → (count, since)."
+    for r, b in beats.items():
+        if seen.get(r, (None,))[0] != b: seen[r] = (b, now)
+        elif now - seen[r][1] > timeout: return r
+    return None
+
+def watchdog(timeout:float, prog:str='videomae', interval:float|None=None) -> threading.Thread|None:
+    "Beat in the job's store; when another process misses `timeout` seconds of beats, name it and end the job."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2: return None
+    if 'MASTER_ADDR' not in os.environ or 'MASTER_PORT' not in os.environ: return None
+    rank, world, interval = dist.get_rank(), dist.get_world_size(), interval or min(timeout / 4, 30.)
+    def run():
+        try: store = dist.TCPStore(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), world, False,
+                                   timeout=timedelta(seconds=max(timeout, 30)))
+        except Exception: return                                    # no store to share: the collectives' timeout
+        store, seen, beat = dist.PrefixStore('videomae-watchdog/', store), {}, 0
+        while True:
+            try:
+                beat += 1; store.set(f'beat{rank}', str(beat))
+                beats = {r: store.get(f'beat{r}') if store.check([f'beat{r}']) else b'0'
+                         for r in range(world) if r != rank}
+            except Exception: return                                # the store is gone: the job is ending
+            r = _silent(beats, seen, time.monotonic(), timeout)
+            if r is not None:
+                print(f"{prog}: error: process {r} of {world} has given no sign of life for {timeout / 60:g} min "
+                      f"(stopped, or its machine is gone): ending the job (--timeout sets the wait)",
+                      file=sys.stderr, flush=True)
+                os._exit(3)
+            time.sleep(interval)
+    t = threading.Thread(target=run, daemon=True, name='videomae-watchdog'); t.start()
+    return t

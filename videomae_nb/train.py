@@ -23,7 +23,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
 import csv, math, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, fields, asdict, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from .videomae import VideoMAE, pixel_targets, reconstruction_loss
 from .mvd import (MVDStudent, mvd_config, make_teachers, teacher_targets, mvd_loss, plot_features,
                              DEFAULT_TEACHERS, DISTILL_LOSSES)
 from .runs import (save_checkpoint, list_checkpoints, load_checkpoint, keep_rows_before, write_config,
-                              resolve_run, remove_partial, METRIC_FIELDS)
+                              resolve_run, remove_partial, watchdog, METRIC_FIELDS)
 from .recipes import apply_recipe, model_overrides
 from .viz import draw_metrics, reconstruct, draw_reconstruction, reconstruction_quality
 
@@ -420,10 +420,12 @@ class RunConfig:
     keep:int = 2                       # checkpoints to keep
     log_every:int = 10                 # steps between progress-bar updates
     quiet:bool = False                 # no progress bar
+    timeout:float = 10.                # minutes: a process silent this long ends the job (a collective: twice that)
 
     def __post_init__(self):
         "A count that cannot be honoured is refused when the settings are made, before a default could replace it."
         check_counts(**{k: getattr(self, k, None) for k in POSITIVE_SETTINGS})
+        if not self.timeout > 0: raise ValueError(f"--timeout must be > 0 minutes, got {self.timeout}")
 
     def settings(self) -> dict:
         "The settings by flag name, as config.json and the checkpoints record them."
@@ -533,7 +535,10 @@ def start_run(cfg:RunConfig, kind:str, resolve:bool=True):
     "The Accelerator, the run folder (one name for every process) and the checkpoint to resume from."
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list
-    acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+    from accelerate.utils import InitProcessGroupKwargs
+    wait = InitProcessGroupKwargs(timeout=timedelta(minutes=2 * cfg.timeout))     # after the watchdog's
+    acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, kwargs_handlers=[wait])
+    watchdog(cfg.timeout * 60, f"videomae-{'train' if kind == 'pretrain' else 'finetune'}")   # names a stopped process
     set_cpu_matmul(cfg.cpu_matmul)
     name = [f"runs/{kind}-{cfg.preset or 'pretrained'}-{datetime.now():%Y%m%d-%H%M%S}"]
     if acc.num_processes > 1: name = broadcast_object_list(name)
