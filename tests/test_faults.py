@@ -450,3 +450,19 @@ def test_mvd_teacher_loaders_name_the_refused_file(tmp_path):
         load_image_teacher(image_teacher('tiny'), tmp_path/'other.pth')
     with pytest.raises(CheckpointError, match=r"other.pth' as the video teacher: "):
         load_video_teacher(VideoTeacher('tiny'), tmp_path/'other.pth')
+
+
+@pytest.mark.parametrize('target', ['pixel', 'norm'])
+def test_converted_files_keep_the_target(tmp_path, target):
+    "Point 11: a run converted --to hf / ours / pth (and the run folder itself) is drawn with the target it was"
+    "trained on; a pixel-target run's transformers folder said norm_pix_loss true and was drawn normalized."
+    import json
+    from videomae_nb.checkpoints import convert
+    from videomae_nb.viz import load_model
+    r = _train(tmp_path/'run', '--steps', 1, '--target', target); assert r.returncode == 0, r.stderr[-2000:]
+    outs = {to: convert(tmp_path/'run', tmp_path/('w.pth' if to == 'pth' else to), to, verbose=False)
+            for to in ('hf', 'ours', 'pth')}
+    assert json.loads((outs['hf']/'config.json').read_text())['norm_pix_loss'] == (target == 'norm')
+    for src in (tmp_path/'run', *outs.values()):
+        model, info = load_model(src)
+        assert info['target'] == target and model.normalize_target == (target == 'norm'), src

@@ -16,15 +16,15 @@ from .patching import sincos_table_1d, sincos_table_3d, token_grid
 from .encoder import ViTConfig, VideoEncoder, PRESETS, get_config
 from .videomae import VideoMAE
 from .classifier import VideoClassifier
-from .runs import newest_checkpoint, save_safetensors, user_mode
+from .runs import newest_checkpoint, checkpoint_config, save_safetensors, user_mode
 
 # %% auto #0
 __all__ = ['DECODER_KEYS', 'FINETUNE_FROM_PRETRAIN', 'POS_TABLES', 'RELEASES', 'official_to_hf', 'hf_to_official', 'hf_config',
            'match_hf_eps', 'CheckpointError', 'read_state_dict', 'strip_wrappers', 'sniff_format',
            'canonical_state_dict', 'resize_pos_table', 'guess_grid', 'LoadReport', 'TableSlot', 'load_weights',
            'infer_config', 'model_kind', 'model_from_state_dict', 'to_hf', 'quiet_transformers', 'load_hf_model',
-           'from_checkpoint', 'from_hf', 'Release', 'release', 'fetch', 'load_pretrained', 'save_ours', 'convert',
-           'cli', 'main']
+           'from_checkpoint', 'trained_target', 'from_hf', 'Release', 'release', 'fetch', 'load_pretrained',
+           'save_ours', 'convert', 'cli', 'main']
 
 # %% ../nbs/10_checkpoints.ipynb #13d68097
 _BLOCK_RENAMES = [('norm1.', 'layernorm_before.'), ('norm2.', 'layernorm_after.'),
@@ -102,7 +102,7 @@ def hf_to_official(sd:dict, pretrain:bool=True) -> dict:
     return out
 
 # %% ../nbs/10_checkpoints.ipynb #0cf26ffd
-def hf_config(cfg:ViTConfig, img_size:int=224, num_frames:int=16, pretrain:bool=True, **kw):
+def hf_config(cfg:ViTConfig, img_size:int=224, num_frames:int=16, pretrain:bool=True, norm_pix_loss:bool=True, **kw):
     "A `transformers.VideoMAEConfig` equal to our `cfg` (eps 1e-6; final norm kept when `pretrain`)."
     from transformers import VideoMAEConfig
     return VideoMAEConfig(image_size=img_size, patch_size=cfg.patch_size, num_channels=cfg.in_chans,
@@ -112,7 +112,8 @@ def hf_config(cfg:ViTConfig, img_size:int=224, num_frames:int=16, pretrain:bool=
                           layer_norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias, use_mean_pooling=not pretrain,
                           decoder_num_attention_heads=cfg.decoder_heads, decoder_hidden_size=cfg.decoder_dim,
                           decoder_num_hidden_layers=cfg.decoder_depth,
-                          decoder_intermediate_size=int(cfg.decoder_dim * cfg.mlp_ratio), norm_pix_loss=True, **kw)
+                          decoder_intermediate_size=int(cfg.decoder_dim * cfg.mlp_ratio), norm_pix_loss=norm_pix_loss,
+                          **kw)
 
 def match_hf_eps(hf_model, eps:float=1e-6):
     "Set the LayerNorms that transformers hard-codes to eps 1e-5 (`decoder.norm`, `fc_norm`) to `eps`."
@@ -620,7 +621,8 @@ def _hf_model_of(model:nn.Module, num_frames:int, img_size:int, id2label:dict|No
                                                                    f"{kw.get('num_labels', 0)} classes")
         kw = dict(id2label={int(k): v for k, v in id2label.items()}, label2id={v: int(k) for k, v in id2label.items()})
     first = getattr(model, 'pooling', 'mean') == 'first'                 # classify the first token after the final norm
-    cfg = hf_config(model.cfg, img_size, num_frames, pretrain=kind != 'classifier' or first, **kw)
+    cfg = hf_config(model.cfg, img_size, num_frames, pretrain=kind != 'classifier' or first,
+                    norm_pix_loss=getattr(model, 'normalize_target', True), **kw)
     cfg._attn_implementation = attn_implementation
     sd = official_to_hf({k: v.detach().cpu() for k, v in model.state_dict().items()})
     if kind == 'encoder': sd = {k[len('videomae.'):]: v for k, v in sd.items()}
@@ -683,12 +685,26 @@ def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=Fa
                  or (meta or {}).get('config', {}).get('heads'))
         model = model_from_state_dict(sd, kind, heads, cfg.get('decoder_num_attention_heads'))
     if match_eps: _hf_eps(model, cfg.get('layer_norm_eps', 1e-12))
+    if isinstance(model, VideoMAE) and not meta: model.normalize_target = trained_target(src, cfg) != 'pixel'
     # a pretraining or encoder file as a classifier
     no_head = 'fc_norm.weight' not in sd and 'head.weight' not in sd
     allow = dict(allow_unexpected=DECODER_KEYS) if model_kind(model) == 'encoder' else \
             FINETUNE_FROM_PRETRAIN if model_kind(model) == 'classifier' and no_head else {}
     _load(model, raw, info, verbose=verbose, pos=pos, grid=grid, **allow)
     return model.eval()
+
+def trained_target(src, cfg:dict) -> str|None:
+    "What a pretraining file was trained to predict, where it says: our run's settings, transformers' `norm_pix_loss`,"
+    "the `args` of an official (or our `--to pth`) file; None where nothing says (the official default is norm)."
+    if isinstance(src, (dict, nn.Module)): return None
+    ck = newest_checkpoint(src)
+    if ck.is_dir() and (ck/'state.pt').is_file(): return checkpoint_config(ck).get('settings', {}).get('target')
+    if 'norm_pix_loss' in cfg: return 'norm' if cfg['norm_pix_loss'] else 'pixel'
+    if ck.is_file() and ck.suffix in ('.pth', '.pt'):
+        obj = _torch_load(ck)
+        flag = getattr(obj.get('args') if isinstance(obj, dict) else None, 'normlize_target', None)  # their spelling
+        return None if flag is None else 'norm' if flag else 'pixel'
+    return None
 
 def _model_from_meta(meta:dict) -> nn.Module:
     "The model described by the `config.json` of our folder."
@@ -916,7 +932,8 @@ def convert(src, dst, to:str='hf', kind:str='auto', heads:int|None=None, num_fra
     if to == 'hf': return to_hf(model, dst, num_frames, img_size)
     if to == 'ours': return save_ours(model, dst)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'model': model.state_dict()}, dst)
+    extra = dict(args=argparse.Namespace(normlize_target=model.normalize_target)) if isinstance(model, VideoMAE) else {}
+    torch.save({'model': model.state_dict(), **extra}, dst)                  # the target, as the official args say it
     return Path(dst)
 
 # %% ../nbs/10_checkpoints.ipynb #13b3ff69

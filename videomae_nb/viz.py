@@ -31,7 +31,8 @@ from .masking import tube_mask, random_mask, running_cell_mask, mask_to_pixels
 from .encoder import ViTConfig, get_config, PRESETS
 from .videomae import VideoMAE
 from .runs import read_metrics, read_csv, load_checkpoint, newest_checkpoint
-from .checkpoints import read_state_dict, canonical_state_dict, infer_config, load_weights, CheckpointError
+from .checkpoints import (read_state_dict, canonical_state_dict, infer_config, load_weights,
+                                     CheckpointError, trained_target)
 
 # %% ../nbs/08_visualize.ipynb #58dbcc46
 def centre_indices(num_video_frames:int, frames:int=16, stride:int=4) -> np.ndarray:
@@ -427,12 +428,13 @@ def _trained_info(ck:Path, recorded:dict, target:str|None) -> dict:
 import videomae_nb
 TEACHING = Path(videomae_nb.__file__).parent/'assets'/'teaching'    # the teaching checkpoint, shipped with the package
 
-def _folder_info(ck:Path, ours:dict, preset:str|None, target:str|None) -> dict:
+def _folder_info(ck:Path, ours:dict, preset:str|None, target:str|None, said:str|None=None) -> dict:
     "What a weights file or our folder (`save_ours`) says about its training; `target` may only confirm a recorded one."
     trained = ours.get('trained') or {}
-    if target and trained.get('target') and target != trained['target']:
-        raise ValueError(f"{str(ck)!r} was trained with --target {trained['target']}, not {target}")
-    return dict(checkpoint=str(ck), run_dir=None, target=target or trained.get('target') or 'norm',
+    recorded = trained.get('target') or said          # ours, or transformers' norm_pix_loss, or a .pth's args
+    if target and recorded and target != recorded:
+        raise ValueError(f"{str(ck)!r} was trained with --target {recorded}, not {target}")
+    return dict(checkpoint=str(ck), run_dir=None, target=target or recorded or 'norm',
                 preset=preset or trained.get('preset'),
                 **{k: trained.get(k) for k in ('frames', 'stride', 'size', 'step')})
 
@@ -452,7 +454,7 @@ def load_model(path, preset:str|None=None, target:str|None=None) -> tuple[VideoM
         ours = (meta.get('config') or {}).get('videomae_nb', {})   # a folder of `videomae-convert --to ours`
         cfg = (ViTConfig(**ours.get('config')) if ours.get('kind') == 'pretrain'
                else weights_config(canonical_state_dict(sd)[0], preset, repr(str(ck))))
-        info = _folder_info(ck, ours, preset, target)
+        info = _folder_info(ck, ours, preset, target, trained_target(ck, meta.get('config') or {}))
     model = VideoMAE(cfg, normalize_target=info['target'] == 'norm')
     load_weights(model, sd, verbose=False)                 # strict: refuses, with a report, anything that does not fit
     return model.eval(), info
