@@ -466,3 +466,25 @@ def test_converted_files_keep_the_target(tmp_path, target):
     for src in (tmp_path/'run', *outs.values()):
         model, info = load_model(src)
         assert info['target'] == target and model.normalize_target == (target == 'norm'), src
+
+
+def test_features_stop_on_a_signal_and_continue(tmp_path):
+    "Signals in every long command: videomae-features finishes the video in hand, exits 130, a re-run goes on."
+    r = _train(tmp_path/'run', '--steps', 1); assert r.returncode == 0, r.stderr[-2000:]
+    (tmp_path/'videos').mkdir()
+    for i in range(30): shutil.copy(DATA/'cockatoo.mp4', tmp_path/'videos'/f'v{i:02d}.mp4')
+    args = [sys.executable, '-c', 'from videomae_nb.features import cli; cli()', str(tmp_path/'run'), '--source',
+            str(tmp_path/'videos'), '--out', str(tmp_path/'feats'), '--window', '4', '--size', '32', '--quiet']
+    p = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path/'feats').glob('*.npy')):
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and 'stopped by SIGINT: run the same command again' in out, out + err
+    first = sorted(f.name for f in (tmp_path/'feats').glob('*.npy'))
+    assert 0 < len(first) < 30 and not list((tmp_path/'feats').glob('.tmp-*'))
+    r = subprocess.run(args[:-1], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and f'({len(first)} existed, 0 unreadable)' in r.stdout, r.stdout + r.stderr
+    assert len(list((tmp_path/'feats').glob('*.npy'))) == 30

@@ -28,6 +28,7 @@ from .patching import token_grid
 from .datasets import MultiViewDataset, eval_loader, list_format, read_v2_list
 from .classifier import VideoClassifier
 from .checkpoints import from_checkpoint
+from .train import StopSignals
 
 # %% ../nbs/09b_features.ipynb #e1871340
 def window_starts(n:int, window:int=16, step:int=4) -> list[int]:
@@ -73,17 +74,20 @@ def extract_features(model:VideoClassifier, source, out_dir, window:int=16, step
     videos, base = _videos_of(source, root)
     videos, out_dir = videos[part::parts], Path(out_dir)
     done, skipped, failed = 0, 0, []
-    for v in tqdm(videos, disable=not progress, desc='features', unit='video', dynamic_ncols=True):
-        dst = _npy_path(v, base, out_dir)
-        if dst.exists(): skipped += 1; continue
-        try: f = window_features(model, v, window=window, step=step, size=size, normalize=normalize,
-                                 batch_size=batch_size, backend=backend)
-        except (VideoReadError, FileNotFoundError) as e: failed.append((str(v), str(e))); continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp_ = dst.with_name(f'.tmp-{os.getpid()}-{dst.name}')
-        with open(tmp_, 'wb') as fh: np.save(fh, f.astype(np.float32))
-        os.replace(tmp_, dst); done += 1
-    return dict(videos=len(videos), written=done, existing=skipped, failed=failed, out_dir=str(out_dir))
+    with StopSignals() as stop:                                 # SIGTERM, Ctrl-C: the video in hand is finished first
+        for v in tqdm(videos, disable=not progress, desc='features', unit='video', dynamic_ncols=True):
+            if stop.caught: break
+            dst = _npy_path(v, base, out_dir)
+            if dst.exists(): skipped += 1; continue
+            try: f = window_features(model, v, window=window, step=step, size=size, normalize=normalize,
+                                     batch_size=batch_size, backend=backend)
+            except (VideoReadError, FileNotFoundError) as e: failed.append((str(v), str(e))); continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp_ = dst.with_name(f'.tmp-{os.getpid()}-{dst.name}')
+            with open(tmp_, 'wb') as fh: np.save(fh, f.astype(np.float32))
+            os.replace(tmp_, dst); done += 1
+    return dict(videos=len(videos), written=done, existing=skipped, failed=failed, out_dir=str(out_dir),
+                stopped=stop.caught[0] if stop.caught else None, status=stop.status if stop.caught else 0)
 
 # %% ../nbs/09b_features.ipynb #6e177d36
 @torch.no_grad()
@@ -188,6 +192,9 @@ def main(checkpoint:str,             # weights: our run folder or checkpoint, of
                              backend=decoder)
         if not quiet: print(f"wrote {r['written']} feature files to {r['out_dir']} ({r['existing']} existed, "
                             f"{len(r['failed'])} unreadable)")
+        if r['stopped']:                                     # told to stop: what is written stays, a re-run goes on
+            print(f"stopped by {r['stopped']}: run the same command again to extract the rest", flush=True)
+            raise SystemExit(r['status'])
         return r
     r = probe(model, train_list, val_list, data_root, num_frames=frames, stride=stride, size=size, k=k,
               batch_size=batch_size, backend=decoder)
