@@ -384,7 +384,7 @@ def test_a_stopped_process_ends_the_job_naming_it(tmp_path):
     assert p.returncode != 0
     assert 'process 1 of 2 has given no sign of life for 0.25 min' in err, err[-3000:]
     print(f'the job ended {took:.0f} s after SIGSTOP')
-    assert took < 15 + 10 + 45, took                  # the wait, the watchdog's beat, torchrun stopping the others
+    assert took < 15 + 10 + 15, took                  # the wait, the watchdog's beat, torchrun ending the job
 
 
 def test_check_data_takes_the_folder_train_takes_and_a_read_only_dataset(tmp_path):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00c_runs.ipynb #bae330e0
 from __future__ import annotations
-import csv, errno, json, os, shutil, sys, threading, time
+import csv, errno, json, os, shutil, signal, socket, sys, threading, time
 from datetime import datetime, timedelta
 from pathlib import Path
 import torch
@@ -213,6 +213,17 @@ def _silent(beats:dict, seen:dict, now:float, timeout:float) -> int|None:
         elif now - seen[r][1] > timeout: return r
     return None
 
+def _end_job(store, r:int, world:int, timeout:float, prog:str):
+    "Name the silent process, stop it when it runs on this machine (so torchrun ends the job at once), exit."
+    print(f"{prog}: error: process {r} of {world} has given no sign of life for {timeout / 60:g} min "
+          f"(stopped, or its machine is gone): ending the job (--timeout sets the wait)", file=sys.stderr, flush=True)
+    try:
+        host, pid = store.get(f'where{r}').decode().split()
+        if host == socket.gethostname(): os.kill(int(pid), signal.SIGKILL)     # a stopped process ignores SIGTERM
+    except Exception: pass
+    os._exit(3)
+
+# %% ../nbs/00c_runs.ipynb #a4788bf0
 def watchdog(timeout:float, prog:str='videomae', interval:float|None=None) -> threading.Thread|None:
     "Beat in the job's store; when another process misses `timeout` seconds of beats, name it and end the job."
     import torch.distributed as dist
@@ -220,10 +231,13 @@ def watchdog(timeout:float, prog:str='videomae', interval:float|None=None) -> th
     if 'MASTER_ADDR' not in os.environ or 'MASTER_PORT' not in os.environ: return None
     rank, world, interval = dist.get_rank(), dist.get_world_size(), interval or min(timeout / 4, 30.)
     def run():
-        try: store = dist.TCPStore(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), world, False,
-                                   timeout=timedelta(seconds=max(timeout, 30)))
+        try:
+            store = dist.PrefixStore('videomae-watchdog/', dist.TCPStore(
+                os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), world, False,
+                timeout=timedelta(seconds=max(timeout, 30))))
+            store.set(f'where{rank}', f'{socket.gethostname()} {os.getpid()}')    # to stop it, if it stops
         except Exception: return                                    # no store to share: the collectives' timeout
-        store, seen, beat = dist.PrefixStore('videomae-watchdog/', store), {}, 0
+        seen, beat = {}, 0
         while True:
             try:
                 beat += 1; store.set(f'beat{rank}', str(beat))
@@ -231,11 +245,7 @@ def watchdog(timeout:float, prog:str='videomae', interval:float|None=None) -> th
                          for r in range(world) if r != rank}
             except Exception: return                                # the store is gone: the job is ending
             r = _silent(beats, seen, time.monotonic(), timeout)
-            if r is not None:
-                print(f"{prog}: error: process {r} of {world} has given no sign of life for {timeout / 60:g} min "
-                      f"(stopped, or its machine is gone): ending the job (--timeout sets the wait)",
-                      file=sys.stderr, flush=True)
-                os._exit(3)
+            if r is not None: _end_job(store, r, world, timeout, prog)
             time.sleep(interval)
     t = threading.Thread(target=run, daemon=True, name='videomae-watchdog'); t.start()
     return t
