@@ -150,7 +150,7 @@ def _not_a_checkpoint(path:Path) -> str|None:
 def _torch_load(path:Path):
     "`torch.load(weights_only=True)` that names the file and the class when it refuses."
     what = _not_a_checkpoint(path)
-    if what: raise CheckpointError(f"{str(path)!r} is {what}, not a PyTorch checkpoint")
+    if what: raise CheckpointError(f"{str(path)!r} is {what}: not a readable PyTorch checkpoint")
     try:
         with torch.serialization.safe_globals(_safe_globals()): return torch.load(path, map_location='cpu',
                                                                                   weights_only=True)
