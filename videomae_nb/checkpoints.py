@@ -223,6 +223,8 @@ def read_state_dict(src) -> tuple[dict, dict]:
         if path.is_dir(): path, info['config'] = _weights_in_folder(path)
         info['ours'] = (path.parent/'state.pt').is_file() or 'videomae_nb' in (info['config'] or {})   # our checkpoints
         obj = _read_file(path)
+        flag = getattr(obj.get('args') if isinstance(obj, dict) else None, 'normlize_target', None)  # their spelling
+        if flag is not None: info['target'] = 'norm' if flag else 'pixel'   # official args, our `--to pth`
     sd, info['container'] = _unwrap(obj, info['source'])
     return sd, info
 
@@ -685,7 +687,7 @@ def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=Fa
                  or (meta or {}).get('config', {}).get('heads'))
         model = model_from_state_dict(sd, kind, heads, cfg.get('decoder_num_attention_heads'))
     if match_eps: _hf_eps(model, cfg.get('layer_norm_eps', 1e-12))
-    if isinstance(model, VideoMAE) and not meta: model.normalize_target = trained_target(src, cfg) != 'pixel'
+    if isinstance(model, VideoMAE) and not meta: model.normalize_target = trained_target(src, info) != 'pixel'
     # a pretraining or encoder file as a classifier
     no_head = 'fc_norm.weight' not in sd and 'head.weight' not in sd
     allow = dict(allow_unexpected=DECODER_KEYS) if model_kind(model) == 'encoder' else \
@@ -693,18 +695,14 @@ def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=Fa
     _load(model, raw, info, verbose=verbose, pos=pos, grid=grid, **allow)
     return model.eval()
 
-def trained_target(src, cfg:dict) -> str|None:
-    "What a pretraining file was trained to predict, where it says: our run's settings, transformers' `norm_pix_loss`,"
-    "the `args` of an official (or our `--to pth`) file; None where nothing says (the official default is norm)."
+def trained_target(src, info:dict) -> str|None:
+    "What a pretraining file was trained to predict, where it says (`info` of `read_state_dict`): our run's settings,"
+    "transformers' `norm_pix_loss`, the `args` of a `.pth`; None where nothing says (the official default is norm)."
     if isinstance(src, (dict, nn.Module)): return None
-    ck = newest_checkpoint(src)
+    ck, cfg = newest_checkpoint(src), info.get('config') or {}
     if ck.is_dir() and (ck/'state.pt').is_file(): return checkpoint_config(ck).get('settings', {}).get('target')
     if 'norm_pix_loss' in cfg: return 'norm' if cfg['norm_pix_loss'] else 'pixel'
-    if ck.is_file() and ck.suffix in ('.pth', '.pt'):
-        obj = _torch_load(ck)
-        flag = getattr(obj.get('args') if isinstance(obj, dict) else None, 'normlize_target', None)  # their spelling
-        return None if flag is None else 'norm' if flag else 'pixel'
-    return None
+    return info.get('target')                        # read with the weights, not loaded a second time
 
 def _model_from_meta(meta:dict) -> nn.Module:
     "The model described by the `config.json` of our folder."

@@ -454,7 +454,7 @@ def load_model(path, preset:str|None=None, target:str|None=None) -> tuple[VideoM
         ours = (meta.get('config') or {}).get('videomae_nb', {})   # a folder of `videomae-convert --to ours`
         cfg = (ViTConfig(**ours.get('config')) if ours.get('kind') == 'pretrain'
                else weights_config(canonical_state_dict(sd)[0], preset, repr(str(ck))))
-        info = _folder_info(ck, ours, preset, target, trained_target(ck, meta.get('config') or {}))
+        info = _folder_info(ck, ours, preset, target, trained_target(ck, meta))
     model = VideoMAE(cfg, normalize_target=info['target'] == 'norm')
     load_weights(model, sd, verbose=False)                 # strict: refuses, with a report, anything that does not fit
     return model.eval(), info
