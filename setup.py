@@ -20,6 +20,7 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), cfg['license'])
 dev_requirements = (cfg.get('dev_requirements') or '').split()
+track_requirements = (cfg.get('track_requirements') or '').split()   # --log_with tensorboard
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -33,7 +34,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=['videomae_nb', 'videomae_nb.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'track': track_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

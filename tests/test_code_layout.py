@@ -137,7 +137,7 @@ OLD_FINETUNE_SETTINGS = {
     'smoothing', 'steps', 'stride', 'test_list', 'test_num_crop', 'test_num_segment', 'torch_compile', 'train_list',
     'val_fraction', 'val_list', 'warmup_epochs', 'warmup_steps', 'weight_decay', 'pos'}
 OLD_CONFIG_JSON = {'settings', 'model', 'total_steps', 'effective_batch', 'lr'}
-ADDED = {'decoder', 'timeout'}  # settings added since (issue 17: --decoder, 22: --timeout); old folders resume
+ADDED = {'decoder', 'timeout', 'log_with'}  # since: issue 17 --decoder, 22 --timeout, 18 --log_with; old folders resume
 PRETRAIN_ADDED = ADDED | {'patch_size'}   # and to pretraining (issue 16: --patch_size)
 OLD_PRETRAIN_STATE = {'optimizer', 'mask_rng', 'config', 'scaler', 'step'}      # no global random state yet
 DATA = ROOT/'data_samples'

@@ -203,7 +203,8 @@ FAST = dict(preset='tiny', frames=4, stride=4, size=32, batch_size=4, num_sample
 def test_run_folder_validation_and_test(tmp_path, lists):
     res = main(data_path=str(lists), out=str(tmp_path/'run'), eval_every=2, **FAST)
     run = Path(res['run_dir'])
-    assert {p.name for p in run.iterdir()} == {'checkpoints', 'config.json', 'metrics.csv', 'val.csv', 'curves.png', 'test.json', 'predictions.csv'}
+    assert {p.name for p in run.iterdir()} == {'checkpoints', 'config.json', 'metrics.csv', 'val.csv', 'curves.png', 'test.json',
+                                              'predictions.csv', 'classes.txt'}   # classes.txt: issue 18
     assert res['steps'] == 6 and [int(r['step']) for r in read_metrics(run)] == list(range(6))      # 12 videos / 4 per step, 2 epochs
     assert [int(r['step']) for r in read_csv(run/'val.csv')] == [1, 3, 5]
     t = json.loads((run/'test.json').read_text())

@@ -17,6 +17,7 @@ from .encoder import ViTConfig, VideoEncoder, PRESETS, get_config
 from .videomae import VideoMAE
 from .classifier import VideoClassifier
 from .runs import newest_checkpoint, checkpoint_config, save_safetensors, user_mode
+from .hub import local_source, model_card, push_folder
 
 # %% auto #0
 __all__ = ['DECODER_KEYS', 'FINETUNE_FROM_PRETRAIN', 'POS_TABLES', 'RELEASES', 'official_to_hf', 'hf_to_official', 'hf_config',
@@ -24,7 +25,7 @@ __all__ = ['DECODER_KEYS', 'FINETUNE_FROM_PRETRAIN', 'POS_TABLES', 'RELEASES', '
            'canonical_state_dict', 'resize_pos_table', 'guess_grid', 'LoadReport', 'TableSlot', 'load_weights',
            'infer_config', 'model_kind', 'model_from_state_dict', 'to_hf', 'quiet_transformers', 'load_hf_model',
            'from_checkpoint', 'trained_target', 'from_hf', 'Release', 'release', 'fetch', 'load_pretrained',
-           'save_ours', 'convert', 'cli', 'main']
+           'save_ours', 'run_folder', 'run_classes', 'convert', 'cli', 'main']
 
 # %% ../nbs/10_checkpoints.ipynb #13d68097
 _BLOCK_RENAMES = [('norm1.', 'layernorm_before.'), ('norm2.', 'layernorm_after.'),
@@ -209,7 +210,7 @@ def _unwrap(obj, where:str) -> tuple[dict, str|None]:
 
 # %% ../nbs/10_checkpoints.ipynb #27470b94
 def read_state_dict(src) -> tuple[dict, dict]:
-    "`(tensors, info)` of a path (file, folder, run folder), a state dict or a module; info: source, container, config."
+    "`(tensors, info)` of a path (file, folder, run folder, hub repo), a state dict or a module; info: source, ..."
     info = dict(source='state dict', container=None, config=None, ours=False)
     if isinstance(src, nn.Module):
         info['source'], info['ours'] = type(src).__name__, isinstance(src, (VideoEncoder, VideoMAE))
@@ -218,7 +219,7 @@ def read_state_dict(src) -> tuple[dict, dict]:
         obj = src.state_dict()
     elif isinstance(src, dict): obj = src
     else:
-        path = Path(src); info['source'] = str(path)
+        path = Path(local_source(src)); info['source'] = str(src)        # `OWNER/REPO`: its copy in the hub cache
         path = newest_checkpoint(path)                               # a run folder: its newest complete checkpoint
         if path.is_dir(): path, info['config'] = _weights_in_folder(path)
         info['ours'] = (path.parent/'state.pt').is_file() or 'videomae_nb' in (info['config'] or {})   # our checkpoints
@@ -674,6 +675,7 @@ def _hf_eps(model:nn.Module, eps:float):
 def from_checkpoint(src, kind:str='auto', heads:int|None=None, match_eps:bool=False, verbose:bool=True,
                     pos:str|None=None, grid=None) -> nn.Module:
     "Our model for any checkpoint (official, transformers, ours; MVD as a classifier), built from its shapes, strictly."
+    src = local_source(src)                                          # a hub repository: fetched once, here
     raw, info = read_state_dict(src)
     sd, fmt, _ = canonical_state_dict(raw)
     cfg, meta = info['config'] or {}, (info['config'] or {}).get('videomae_nb')
@@ -720,7 +722,7 @@ def _check_hf_pooling(cfg:dict, sd:dict):
                               "norm; the official pretraining model (and ours) has one")
 
 def from_hf(src, match_eps:bool=False, verbose:bool=True) -> nn.Module:
-    "Our model from a transformers folder, model or state dict (4.x or 5.x names); `match_eps`: transformers' eps."
+    "Our model from a transformers folder or hub repository, a model or a state dict; `match_eps`: transformers' eps."
     return from_checkpoint(src, match_eps=match_eps, verbose=verbose)
 
 # %% ../nbs/10_checkpoints.ipynb #c0aa0376
@@ -921,13 +923,37 @@ def save_ours(model:nn.Module, folder, trained:dict|None=None, dtype:torch.dtype
     (folder/'config.json').write_text(json.dumps({'videomae_nb': meta}, indent=1))
     return folder
 
-def convert(src, dst, to:str='hf', kind:str='auto', heads:int|None=None, num_frames:int=16, img_size:int=224,
-            verbose:bool=True, pos:str|None=None) -> Path:
-    "Convert a checkpoint (official, MVD encoder, transformers, ours) to a transformers folder, ours or a `.pth`."
+def run_folder(src) -> Path|None:
+    "`src` when it is a run folder of ours (its `config.json` holds the run's settings), else None."
+    if not isinstance(src, (str, Path)) or not (Path(src)/'config.json').is_file(): return None
+    try: return Path(src) if 'settings' in json.loads((Path(src)/'config.json').read_text()) else None
+    except ValueError: return None
+
+def run_classes(run:Path) -> list[str]|None:
+    "The class names of a fine-tuning run: its `classes.txt`, else the one beside the lists it was trained on."
+    s = json.loads((run/'config.json').read_text())['settings']
+    for f in (run/'classes.txt', run/'lists'/'classes.txt', Path(s.get('data_path') or run/'-')/'classes.txt'):
+        if f.is_file(): return [l.strip() for l in f.read_text(encoding='utf-8').splitlines() if l.strip()]
+    return None
+
+def convert(src, dst, to:str='hf', kind:str='auto', heads:int|None=None, num_frames:int|None=None,
+            img_size:int|None=None, verbose:bool=True, pos:str|None=None, repo:str|None=None) -> Path:
+    "Convert a checkpoint (official, MVD encoder, transformers, ours, a run folder) to a transformers folder, ours or a"
+    "`.pth`. A run folder gives the frames, size and class names, and a transformers folder of it gets a model card"
+    "(naming hub repository `repo` in its examples)."
     if to not in ('hf', 'ours', 'pth'): raise ValueError(f"--to must be hf, ours or pth, got {to!r}")
+    run = run_folder(src)
+    s = json.loads((run/'config.json').read_text())['settings'] if run else {}
+    num_frames, img_size = num_frames or s.get('frames') or 16, img_size or s.get('size') or 224
     # pos='3d': MVD's table for 16 frames of 224²
     model = from_checkpoint(src, kind, heads, verbose=verbose, pos=pos)
-    if to == 'hf': return to_hf(model, dst, num_frames, img_size)
+    classes = run_classes(run) if run and model_kind(model) == 'classifier' else None
+    if classes and len(classes) != model.head.out_features: classes = None     # names of another head: not guessed
+    if to == 'hf':
+        out = to_hf(model, dst, num_frames, img_size, id2label=dict(enumerate(classes)) if classes else None)
+        if run: (out/'README.md').write_text(model_card(run, model_kind(model), classes,
+                                                                  repo=repo or 'OWNER/REPO'), encoding='utf-8')
+        return out
     if to == 'ours': return save_ours(model, dst)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     extra = dict(args=argparse.Namespace(normlize_target=model.normalize_target)) if isinstance(model, VideoMAE) else {}
@@ -948,11 +974,15 @@ def main(src:str,
          to:str='hf',
          model:str='auto',       # which model of ours: auto (from the keys), pretrain, classifier or encoder
          heads:int=None,         # attention heads, when the width is not a preset's
-         frames:int=16,          # frames the transformers config declares
-         size:int=224,           # input side the transformers config declares
+         frames:int=None,        # frames the transformers config declares (default: the run's, else 16)
+         size:int=None,          # input side the transformers config declares (default: the run's, else 224)
          # a classifier's position table when the file stores none: 1d (VideoMAE, V2) or 3d (MVD)
-         pos:str=None):
+         pos:str=None,
+         push:str=None,          # upload the written folder to this hub repository (OWNER/REPO; needs `hf auth login`)
+         private:bool=False):    # with --push: create the repository private
     "Convert VideoMAE / VideoMAE V2 / MVD (encoder) / transformers checkpoints between formats, strictly."
-    out = convert(src, dst, to, model, heads, frames, size, pos=pos)
+    if push and to == 'pth': raise ValueError("--push uploads a folder: use it with --to hf (or --to ours)")
+    out = convert(src, dst, to, model, heads, frames, size, pos=pos, repo=push)
     print(f"wrote {out}")
+    if push: print(f"uploaded to {push_folder(out, push, private)}")
     return out

@@ -32,6 +32,7 @@ from .data import as_model_input, read_list_file, decoder_info
 from .patching import token_grid
 from .encoder import ViTConfig, get_config, count_params
 from .classifier import VideoClassifier
+from .hub import hub_ref
 from .runs import (newest_checkpoint, checkpoint_config, keep_rows_before, write_config, read_csv,
                               VAL_FIELDS)
 from .checkpoints import (load_weights, from_checkpoint, read_state_dict, canonical_state_dict,
@@ -39,7 +40,8 @@ from .checkpoints import (load_weights, from_checkpoint, read_state_dict, canoni
 from .datasets import (FinetuneDataset, MultiViewDataset, finetune_loader, eval_loader, build_lists,
                                   read_classes, parse_rand_augment)
 from .train import (RunConfig, Run, Schedule, NO_DECAY_NAMES, adamw_impl, scaled_lr, train_step, fit,
-                               start_run, start_folder, restore, prepare, param_names, batch_line, config_of)
+                               start_run, start_folder, restore, prepare, param_names, batch_line, config_of,
+                               log_picture)
 from .recipes import apply_recipe
 from .viz import draw_metrics
 
@@ -358,7 +360,8 @@ def check_finetune(cfg:FinetuneConfig, model_cfg:ViTConfig):
     if cfg.eval and not cfg.pretrained:
         raise ValueError("--eval needs the fine-tuned weights: --pretrained CHECKPOINT_OR_RUN_FOLDER")
     for k in ('pretrained', 'data_path', 'train_list', 'val_list', 'test_list', 'data_root'):
-        if getattr(cfg, k) and not Path(getattr(cfg, k)).exists():
+        hub = k == 'pretrained' and hub_ref(cfg.pretrained)            # OWNER/REPO: fetched when the run loads it
+        if getattr(cfg, k) and not Path(getattr(cfg, k)).exists() and not hub:
             raise FileNotFoundError(f"--{k} {getattr(cfg, k)!r} does not exist")
     if not (cfg.data_path or cfg.train_list or (cfg.eval and cfg.test_list)):
         raise ValueError("no data: pass --data_path (a folder with train.csv/val.csv/test.csv, or of class folders) "
@@ -488,9 +491,14 @@ def _train(acc, cfg:FinetuneConfig, model_cfg:ViTConfig, run_dir:Path, ckpt, lis
     loader = finetune_loader(training_clips(cfg, train), cfg.batch_size, rank=acc.process_index, world=world,
                              seed=cfg.seed, start=run.start * cfg.batch_size * cfg.accum, num_workers=cfg.num_workers,
                              pin_memory=acc.device.type == 'cuda')
-    if acc.is_main_process: start_folder(run); keep_rows_before(run_dir/'val.csv', VAL_FIELDS, run.start)
+    if acc.is_main_process:
+        start_folder(run); keep_rows_before(run_dir/'val.csv', VAL_FIELDS, run.start)
+        # the names travel with the weights (videomae-predict, videomae-convert --to hf)
+        if lists.classes: (run_dir/'classes.txt').write_text('\n'.join(lists.classes) + '\n', encoding='utf-8')
     objective = ClassificationObjective(mix_spec(cfg), cfg.reprob)
-    curves = lambda weights, step: draw_metrics(run_dir, run_dir/'curves.png', ylabel=objective.name)
+    def curves(weights, step):
+        draw_metrics(run_dir, run_dir/'curves.png', ylabel=objective.name)
+        log_picture(acc, 'curves', run_dir/'curves.png', step)
     validate = validation(run, model, validation_clips(cfg, val)) if val else None
     out = fit(run, model, opt, loader, objective, on_save=curves, validate=validate,
               eval_every=cfg.eval_every or per_epoch)

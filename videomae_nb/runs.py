@@ -159,7 +159,7 @@ def write_config(run_dir, config:dict) -> Path:
 
 # %% ../nbs/00c_runs.ipynb #dd5831c3
 RUN_FILES = ('config.json', 'metrics.csv', 'val.csv', 'loss.png', 'reconstruction.png', 'features.png', 'curves.png',
-             'test.json', 'predictions.csv')                # what a run writes at the top of its folder
+             'test.json', 'predictions.csv', 'classes.txt')                # what a run writes at the top of its folder
 
 def run_files(run_dir) -> list[Path]:
     "The files of a run (`RUN_FILES`) in `run_dir`, and its complete checkpoints."
