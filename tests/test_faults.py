@@ -205,7 +205,8 @@ BAD = {'videomae-train': ['--batch_size', '0'], 'videomae-finetune': ['--frames'
        'videomae-vis': [str(DATA/'cockatoo.mp4'), '--size', '0'], 'videomae-convert': ['no-such-file.pth', 'out'],
        'videomae-check-data': [str(DATA), '--min_frames', '0'],
        'videomae-features': ['no-such-run', '--source', str(DATA), '--out', 'feats', '--window', '0'],
-       'videomae-bench': ['--batch', '0'], 'videomae-recipes': ['show', 'no-such-recipe']}
+       'videomae-bench': ['--batch', '0'], 'videomae-recipes': ['show', 'no-such-recipe'],
+       'videomae-predict': ['no-such-video.mp4', '--checkpoint', 'no-such-run']}
 
 def _scripts():
     import configparser
