@@ -20,7 +20,7 @@ from videomae_nb.train import check_trackers, main as pretrain
 from videomae_nb.finetune import main as finetune
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent/'shared'/'data_samples'
+SAMPLES = ROOT/'data_samples'                                 # the clips the project ships
 CFG = get_config('tiny', depth=2, decoder_depth=1)
 COMMIT = 'a' * 40
 
