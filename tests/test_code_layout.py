@@ -139,6 +139,7 @@ OLD_FINETUNE_SETTINGS = {
 OLD_CONFIG_JSON = {'settings', 'model', 'total_steps', 'effective_batch', 'lr'}
 ADDED = {'decoder', 'timeout', 'log_with'}  # since: issue 17 --decoder, 22 --timeout, 18 --log_with; old folders resume
 PRETRAIN_ADDED = ADDED | {'patch_size'}   # and to pretraining (issue 16: --patch_size)
+FINETUNE_ADDED = ADDED | {'teacher', 'distill_temperature', 'distill_alpha', 'distill_view'}   # and to fine-tuning (19)
 OLD_PRETRAIN_STATE = {'optimizer', 'mask_rng', 'config', 'scaler', 'step'}      # no global random state yet
 DATA = ROOT/'data_samples'
 FAST = dict(data=str(DATA), frames=4, size=32, batch_size=2, num_workers=0, quiet=True)
@@ -147,8 +148,8 @@ def test_the_settings_keep_their_names():
     from videomae_nb.train import PretrainConfig
     from videomae_nb.finetune import FinetuneConfig
     assert set(PretrainConfig().settings()) == OLD_PRETRAIN_SETTINGS | PRETRAIN_ADDED
-    assert set(FinetuneConfig().settings()) == OLD_FINETUNE_SETTINGS | ADDED
-    assert {f.name for f in fields(FinetuneConfig)} == (OLD_FINETUNE_SETTINGS | ADDED) - {'flip'}   # flip: derived
+    assert set(FinetuneConfig().settings()) == OLD_FINETUNE_SETTINGS | FINETUNE_ADDED
+    assert {f.name for f in fields(FinetuneConfig)} == (OLD_FINETUNE_SETTINGS | FINETUNE_ADDED) - {'flip'}   # flip: derived
 
 @pytest.mark.parametrize('script', ['train', 'finetune'])
 def test_help_lists_every_flag_with_its_comment(script):

@@ -46,7 +46,9 @@ OFFICIAL = {
 }
 # VideoMAE V2's fine-tuning batch is not stated in the sources: (base lr) only.
 NOT_STATED = {'videomaev2_k400_b_ft': 7e-4, 'videomaev2_k400_l_ft': 2e-3, 'videomaev2_k400_h_ft': 1e-3,
-              'videomaev2_k400_g_ft': 1e-3, 'videomaev2_ssv2_b_ft': 2e-3, 'videomaev2_ssv2_g_ft': 3e-4}
+              'videomaev2_k400_g_ft': 1e-3, 'videomaev2_ssv2_b_ft': 2e-3, 'videomaev2_ssv2_g_ft': 3e-4,
+              # the distilled students (issue 19): no value of theirs is stated; V2-B's K400 fine-tuning lr is our choice
+              'videomaev2_k710_s_dl_from_g': 7e-4, 'videomaev2_k710_b_dl_from_g': 7e-4}
 
 _LINE = re.compile(r'^(official|this run): effective batch (\d+) = (\d+) per process x (\d+) (?:processes|GPUs) x (\d+) '
                    r'accumulation; lr = \S+ x \d+ / 256 = (\S+?)(?:;|\s|$)', re.M)
@@ -58,6 +60,7 @@ def printed(name, world, **flags) -> tuple:
     out, r = [], get_recipe(name)
     if r.method == 'MVD' and r.script == 'pretrain':
         flags = dict(image_teacher_ckpt='mae.pth', video_teacher_ckpt='videomae.pth', **flags)
+    if r.teacher: flags = dict(teacher='vit_g_hybrid_pt_1200e_k710_ft.pth', **flags)
     flags = dict(recipe=name, **flags)
     s = apply_recipe(CONFIGS[r.script](**flags), given=set(flags), world=world, log=out.append)
     lines = {m[0]: dict(eff=int(m[1]), batch=int(m[2]), world=int(m[3]), accum=int(m[4]), lr=float(m[5]))

@@ -23,12 +23,15 @@ from .ops import cpu_matmul_mode, cpu_matmul, onednn_available, linear, count_fl
 from .masking import MaskSpec
 from .train import make_optimizer, train_step, PixelObjective, MVDObjective
 from .mvd import MVDStudent, mvd_config, make_teachers, teacher_targets, DEFAULT_TEACHERS
+from .classifier import VideoClassifier
+from .finetune import ClassificationObjective, MixSpec, make_finetune_optimizer
+from .distill import DistillObjective
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'OBJECTIVES', 'time_alternating', 'summarize', 'matmul_peak', 'StepBench', 'make_step', 'peak_memory',
-           'bench_steps', 'format_rows', 'make_hf_step', 'compare_hf', 'compare_v1_v2', 'loader_breakdown',
-           'format_loader', 'loader_throughput', 'make_loader_clips', 'official_clips', 'compare_loaders',
-           'format_loader_compare', 'cli', 'main']
+__all__ = ['PRECISIONS', 'OBJECTIVES', 'time_alternating', 'summarize', 'matmul_peak', 'StepBench', 'make_step',
+           'make_distill_step', 'peak_memory', 'bench_steps', 'format_rows', 'make_hf_step', 'compare_hf',
+           'compare_v1_v2', 'loader_breakdown', 'format_loader', 'loader_throughput', 'make_loader_clips',
+           'official_clips', 'compare_loaders', 'format_loader_compare', 'cli', 'main']
 
 # %% ../nbs/11_benchmarks.ipynb #ee196c89
 def time_alternating(fns:dict, repeats:int=5, warmup:int=1) -> dict[str, list[float]]:
@@ -76,7 +79,7 @@ def matmul_peak(device=None, precision:str='fp32', n:int|None=None, repeats:int=
     return out
 
 # %% ../nbs/11_benchmarks.ipynb #22fe2635
-OBJECTIVES = ('videomae', 'v2', 'mvd')
+OBJECTIVES = ('videomae', 'v2', 'mvd', 'distill')
 
 class _StepAccelerator:
     "The few methods of `accelerate.Accelerator` that `train_step` calls, for one process (no global Accelerate state)."
@@ -113,6 +116,9 @@ def make_step(objective:str='videomae', preset:str='small', frames:int=16, size:
     check_choice('objective', objective, OBJECTIVES)
     check_choice('precision', precision, PRECISIONS)
     dev = _device(device)
+    if objective == 'distill':
+        return make_distill_step(preset, frames, size, batch, precision, dev, compile=compile,
+                                 grad_checkpointing=grad_checkpointing, optimizer_impl=optimizer_impl, seed=seed)
     torch.manual_seed(seed)
     teachers = None
     if objective == 'mvd':
@@ -146,6 +152,30 @@ def make_step(objective:str='videomae', preset:str='small', frames:int=16, size:
         return out['loss']
     name = objective + (f' ({cpu_matmul} matmul)' if cpu_matmul else '')
     return StepBench(name, step, batch, flops, dev, model)
+
+# %% ../nbs/11_benchmarks.ipynb #3ffe985c
+def make_distill_step(preset:str='small', frames:int=16, size:int=224, batch:int=2, precision:str='fp32', device=None,
+                      compile:bool=False, grad_checkpointing:bool=False, optimizer_impl:str='auto',
+                      seed:int=0) -> StepBench:
+    "A distillation step (`--teacher`): the frozen teacher's forward and the student's fine-tuning step, same clips."
+    dev = _device(device)
+    torch.manual_seed(seed)
+    student = VideoClassifier(get_config(preset, grad_checkpointing=grad_checkpointing), 400).to(dev)
+    teacher = VideoClassifier(get_config(DEFAULT_TEACHERS.get(preset, preset)), 400).to(dev)
+    teacher.eval().requires_grad_(False)
+    video, label = _clips(batch, frames, size, seed), torch.arange(batch) % 400
+    x = as_model_input(video.to(dev))
+    flops = 3 * _forward_flops(lambda: student(x)) + _forward_flops(lambda: teacher(x))
+    del x
+    opt = make_finetune_optimizer(student, 1e-4, impl=optimizer_impl)
+    net = torch.compile(student) if compile else student
+    acc, gen = _StepAccelerator(dev, PRECISIONS[precision]), torch.Generator().manual_seed(seed)
+    loss = DistillObjective(ClassificationObjective(MixSpec(num_classes=400)), teacher)
+    def step():
+        out = train_step(acc, net, opt, [dict(video=video, label=label)], loss, gen)
+        _sync(dev)
+        return out['loss']
+    return StepBench('distill', step, batch, flops, dev, student)
 
 # %% ../nbs/11_benchmarks.ipynb #e96ba958
 def _cpu_peak_rss() -> int|None:
@@ -490,7 +520,7 @@ def _loader_compare_run(out_dir, *, decoders:str, num_samples:str, frames:int, s
 # %% ../nbs/11_benchmarks.ipynb #b82e528b
 @script('videomae-bench')
 def main(preset:str='small',           # model size: tiny, small, base, large, huge, giant
-         objective:str='videomae,v2',  # comma-separated: videomae, v2 (dual masking), mvd
+         objective:str='videomae,v2',  # comma-separated: videomae, v2 (dual masking), mvd, distill
          frames:int=16,                # frames per clip
          size:int=224,                 # input side in pixels
          batch:int=2,                  # clips per step
@@ -525,8 +555,8 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
     check_counts(frames=frames, size=size, batch=batch, repeats=repeats, loader_rounds=loader_rounds, threads=threads,
                  compare_rounds=compare_rounds)
     if warmup < 0: raise ValueError(f"--warmup must be >= 0, got {warmup}")
-    if compare_hf and 'mvd' in objectives:
-        raise ValueError("--compare-hf compares VideoMAE pretraining; transformers has no MVD "
+    if compare_hf and {'mvd', 'distill'} & set(objectives):
+        raise ValueError("--compare-hf compares VideoMAE pretraining; transformers has no MVD or distillation "
                          "(use --objective videomae,v2)")
     if loader is not None and not Path(loader).exists(): raise FileNotFoundError(f"--loader {loader!r} does not exist")
     if threads: torch.set_num_threads(threads)

@@ -43,6 +43,7 @@ from .train import (RunConfig, Run, Schedule, NO_DECAY_NAMES, adamw_impl, scaled
                                start_run, start_folder, restore, prepare, param_names, batch_line, config_of,
                                log_picture)
 from .recipes import apply_recipe
+from .distill import check_distill, distill_objective
 from .viz import draw_metrics
 
 # %% ../nbs/09_finetune.ipynb #ff941737
@@ -156,12 +157,18 @@ class ClassificationObjective:
     reprob:float = 0.25               # random erasing probability per clip
     name:str = 'training loss (soft-target CE)'
 
-    def __call__(self, model, batch:dict, acc, generator:torch.Generator):
+    def augment(self, batch:dict, acc, generator:torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        "The clips as the model sees them (normalized on the device, erased, mixed) and their soft targets."
         x = as_model_input(batch['video'].to(acc.device, non_blocking=True))
         if self.reprob > 0: x = random_erase(x, self.reprob, generator)
-        x, target = self.mix(x, batch['label'].to(acc.device), generator)
+        return self.mix(x, batch['label'].to(acc.device), generator)
+
+    def loss(self, logits:torch.Tensor, target:torch.Tensor) -> torch.Tensor: return soft_cross_entropy(logits, target)
+
+    def __call__(self, model, batch:dict, acc, generator:torch.Generator):
+        x, target = self.augment(batch, acc, generator)
         with acc.autocast(): logits = model(x)
-        return soft_cross_entropy(logits.float(), target), {}
+        return self.loss(logits.float(), target), {}
 
 # %% ../nbs/09_finetune.ipynb #a86d486d
 def merge_views(video_ids:torch.Tensor, logits:torch.Tensor,
@@ -263,6 +270,7 @@ DATASET_KINDS = dict(k400=dict(sampling='dense', stride=4, flip=True, test_clips
                      ssv2=dict(sampling='tsn', stride=4, flip=False, test_clips=2),
                      ucf101=dict(sampling='dense', stride=4, flip=True, test_clips=5),
                      hmdb51=dict(sampling='dense', stride=4, flip=True, test_clips=5),
+                     k710=dict(sampling='dense', stride=4, flip=True, test_clips=5),
                      custom=dict(sampling='dense', stride=4, flip=True, test_clips=5))
 
 @dataclass(frozen=True)
@@ -308,6 +316,10 @@ class FinetuneConfig(RunConfig):
     no_test:bool = False               # skip the multi-view test after training
     eval:bool = False                  # only test --pretrained (fine-tuned weights or run folder), multi-view protocol
     eval_every:int|None = None         # steps between validations (default: once per epoch)
+    teacher:str|None = None            # distil from this fine-tuned classifier (frozen; any checkpoint we read)
+    distill_temperature:float = 1.     # τ of the KL between the teacher's and the student's softmax
+    distill_alpha:float = 1.           # weight of the KL; 1 − α on the label loss (1 = no labels, function matching)
+    distill_view:str = 'same'          # the teacher sees the student's clips (same) or their siblings (an ablation)
     script = 'finetune'                # (a class attribute, not a setting: which script's recipes apply)
 
     @property
@@ -357,10 +369,11 @@ def check_finetune(cfg:FinetuneConfig, model_cfg:ViTConfig):
         raise ValueError(f"--mixup and --cutmix are Beta parameters >= 0 (0 = off), got {cfg.mixup}, {cfg.cutmix}")
     if cfg.randaug: parse_rand_augment(cfg.randaug)
     if cfg.pos not in (None, '1d', '3d'): raise ValueError(f"--pos must be 1d or 3d, got {cfg.pos!r}")
+    check_distill(cfg)
     if cfg.eval and not cfg.pretrained:
         raise ValueError("--eval needs the fine-tuned weights: --pretrained CHECKPOINT_OR_RUN_FOLDER")
-    for k in ('pretrained', 'data_path', 'train_list', 'val_list', 'test_list', 'data_root'):
-        hub = k == 'pretrained' and hub_ref(cfg.pretrained)            # OWNER/REPO: fetched when the run loads it
+    for k in ('pretrained', 'teacher', 'data_path', 'train_list', 'val_list', 'test_list', 'data_root'):
+        hub = k in ('pretrained', 'teacher') and hub_ref(getattr(cfg, k))   # OWNER/REPO: fetched when the run loads it
         if getattr(cfg, k) and not Path(getattr(cfg, k)).exists() and not hub:
             raise FileNotFoundError(f"--{k} {getattr(cfg, k)!r} does not exist")
     if not (cfg.data_path or cfg.train_list or (cfg.eval and cfg.test_list)):
@@ -496,6 +509,7 @@ def _train(acc, cfg:FinetuneConfig, model_cfg:ViTConfig, run_dir:Path, ckpt, lis
         # the names travel with the weights (videomae-predict, videomae-convert --to hf)
         if lists.classes: (run_dir/'classes.txt').write_text('\n'.join(lists.classes) + '\n', encoding='utf-8')
     objective = ClassificationObjective(mix_spec(cfg), cfg.reprob)
+    if cfg.teacher: objective = distill_objective(acc, cfg, objective)
     def curves(weights, step):
         draw_metrics(run_dir, run_dir/'curves.png', ylabel=objective.name)
         log_picture(acc, 'curves', run_dir/'curves.png', step)

@@ -13,40 +13,15 @@ from torch import nn
 from .cli import script, run_cli, check_counts
 from .data import (open_video, video_backend, decode_size, scale_box, clip_transform, as_model_input,
                               find_videos, VIDEO_EXTENSIONS, VideoReadError)
-from .datasets import MultiViewDataset, view_boxes, write_video, motion_clip
+from .datasets import (MultiViewDataset, view_boxes, write_video, motion_clip, LABEL_LISTS, bundled_labels,
+                                  k710_to_k400)
 from .checkpoints import from_checkpoint, run_folder, run_classes, CheckpointError
 from .hub import local_source
 
 # %% auto #0
-__all__ = ['LABEL_LISTS', 'K700_NAMES', 'COLOURS', 'bundled_labels', 'k710_to_k400', 'class_names', 'ClipSpec', 'clip_spec',
-           'load_classifier', 'video_fps', 'top_k', 'Predictor', 'views', 'predict', 'window_starts', 'timeline',
-           'colour_clip', 'make_colour_videos', 'draw_timeline', 'write_prediction', 'predict_videos', 'cli', 'main']
-
-# %% ../nbs/13_predict.ipynb #e1f0c274
-LABEL_LISTS = dict(kinetics400=400, kinetics710=710, ssv2=174)     # bundled list → its number of classes
-
-def _labels_dir() -> Path:
-    import videomae_nb
-    return Path(videomae_nb.__file__).parent/'assets'/'labels'
-
-def bundled_labels(name:str) -> list[str]:
-    "A bundled label list by name (`LABEL_LISTS`): line i is the name of head row i."
-    if name not in LABEL_LISTS: raise ValueError(f"no bundled label list {name!r}; there are {', '.join(LABEL_LISTS)}")
-    return (_labels_dir()/f'{name}.txt').read_text(encoding='utf-8').splitlines()
-
-# %% ../nbs/13_predict.ipynb #20fe7649
-K700_NAMES = {'balloon blowing': 'inflating balloons', 'changing wheel': 'changing wheel (not on bike)',
-              'cooking sausages': 'cooking sausages (not on barbeque)', 'drinking': 'sipping cup',
-              'dying hair': 'dyeing hair', 'garbage collecting': 'person collecting garbage',
-              'hugging': 'hugging (not baby)', 'making bed': 'making the bed',
-              'opening bottle': 'opening bottle (not wine)',
-              'picking fruit': 'picking apples', 'skiing (not slalom or crosscountry)': 'skiing mono',
-              'sniffing': 'smelling feet', 'tying tie': 'tying necktie'}   # Kinetics-400 name → its Kinetics-710 name
-
-def k710_to_k400() -> list[int]:
-    "The Kinetics-710 head row of each Kinetics-400 class, in Kinetics-400 order."
-    row = {n: i for i, n in enumerate(bundled_labels('kinetics710'))}
-    return [row[K700_NAMES.get(n, n)] for n in bundled_labels('kinetics400')]
+__all__ = ['COLOURS', 'class_names', 'ClipSpec', 'clip_spec', 'load_classifier', 'video_fps', 'top_k', 'Predictor', 'views',
+           'predict', 'window_starts', 'timeline', 'colour_clip', 'make_colour_videos', 'draw_timeline',
+           'write_prediction', 'predict_videos', 'cli', 'main']
 
 # %% ../nbs/13_predict.ipynb #d5d58bc1
 _HINTS = dict(kinetics400=('kinetics', 'k400'), ssv2=('ssv2', 'sthv2', 'something'))
