@@ -70,7 +70,7 @@ def teacher_rows(teacher_classes:int, student_classes:int) -> torch.Tensor|None:
 
 # %% ../nbs/09c_distill.ipynb #fab95860
 def load_teacher(cfg, num_classes:int, device, verbose:bool=True) -> tuple[nn.Module, torch.Tensor|None, str]:
-    "The frozen teacher of `cfg.teacher` at the run's clip size, its head rows, and the line the run prints."
+    "The frozen teacher of `cfg.teacher` (any clip size, as the classifier runs), its head rows, the line to print."
     model = from_checkpoint(cfg.teacher, kind='classifier', verbose=verbose)
     if not isinstance(getattr(model, 'head', None), nn.Linear):
         raise ValueError(f"--teacher {cfg.teacher!r} has no classification head: the teacher must be fine-tuned")
