@@ -75,6 +75,7 @@ def load_teacher(cfg, num_classes:int, device, verbose:bool=True) -> tuple[nn.Mo
     if not isinstance(getattr(model, 'head', None), nn.Linear):
         raise ValueError(f"--teacher {cfg.teacher!r} has no classification head: the teacher must be fine-tuned")
     rows = teacher_rows(model.head.out_features, num_classes)
+    rows = rows.to(device) if rows is not None else None        # once, not on every step
     model = model.to(device).eval().requires_grad_(False)
     n = sum(p.numel() for p in model.parameters())
     line = (f"distillation: teacher {cfg.teacher} ({n / 1e6:.1f}M params, {model.head.out_features} classes"
