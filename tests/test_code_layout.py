@@ -151,13 +151,14 @@ def test_the_settings_keep_their_names():
     assert set(FinetuneConfig().settings()) == OLD_FINETUNE_SETTINGS | FINETUNE_ADDED
     assert {f.name for f in fields(FinetuneConfig)} == (OLD_FINETUNE_SETTINGS | FINETUNE_ADDED) - {'flip'}   # flip: derived
 
-@pytest.mark.parametrize('script', ['train', 'finetune'])
+@pytest.mark.parametrize('script', ['train', 'finetune', 'detect'])
 def test_help_lists_every_flag_with_its_comment(script):
     import subprocess, sys
     from videomae_nb.cli import field_comments
     from videomae_nb.train import PretrainConfig
     from videomae_nb.finetune import FinetuneConfig
-    cls = PretrainConfig if script == 'train' else FinetuneConfig
+    from videomae_nb.detect import DetectConfig
+    cls = dict(train=PretrainConfig, finetune=FinetuneConfig, detect=DetectConfig)[script]
     r = subprocess.run([sys.executable, f'videomae_nb/{script}.py', '--help'], cwd=ROOT, capture_output=True,
                        text=True, timeout=300, env={**os.environ, 'COLUMNS': '1000'})
     assert r.returncode == 0, r.stderr

@@ -8,6 +8,7 @@ import pytest
 from videomae_nb.recipes import RECIPES, apply_recipe, get_recipe, fit_batch, main as recipes_main
 from videomae_nb.train import PretrainConfig
 from videomae_nb.finetune import FinetuneConfig
+from videomae_nb.detect import DetectConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT/'data_samples'
@@ -48,12 +49,15 @@ OFFICIAL = {
 NOT_STATED = {'videomaev2_k400_b_ft': 7e-4, 'videomaev2_k400_l_ft': 2e-3, 'videomaev2_k400_h_ft': 1e-3,
               'videomaev2_k400_g_ft': 1e-3, 'videomaev2_ssv2_b_ft': 2e-3, 'videomaev2_ssv2_g_ft': 3e-4,
               # the distilled students (issue 19): no value of theirs is stated; V2-B's K400 fine-tuning lr is our choice
-              'videomaev2_k710_s_dl_from_g': 7e-4, 'videomaev2_k710_b_dl_from_g': 7e-4}
+              'videomaev2_k710_s_dl_from_g': 7e-4, 'videomaev2_k710_b_dl_from_g': 7e-4,
+              # AVA detection (issue 20): the papers state no schedule; mmaction2's ViT-B lr, by its batch of 64
+              **{n: 5e-4 for n in ('videomae_ava_s_det', 'videomae_ava_b_det', 'videomae_ava_l_det',
+                                   'videomae_ava_h_det', 'mvd_ava_b_det', 'mvd_ava_l_det', 'mvd_ava_h_det')}}
 
 _LINE = re.compile(r'^(official|this run): effective batch (\d+) = (\d+) per process x (\d+) (?:processes|GPUs) x (\d+) '
                    r'accumulation; lr = \S+ x \d+ / 256 = (\S+?)(?:;|\s|$)', re.M)
 
-CONFIGS = dict(pretrain=PretrainConfig, finetune=FinetuneConfig)
+CONFIGS = dict(pretrain=PretrainConfig, finetune=FinetuneConfig, detect=DetectConfig)
 
 def printed(name, world, **flags) -> tuple:
     "Apply a recipe as the script would on `world` processes: the settings, and the batch lines it prints, parsed."
@@ -221,7 +225,7 @@ def test_recipe_scaled_to_tiny_on_two_cpu_processes(tmp_path):
     rows = (tmp_path/'run'/'metrics.csv').read_text().splitlines()
     assert len(rows) == 1 + 3
 
-@pytest.mark.parametrize('script', ['pretrain', 'finetune'])
+@pytest.mark.parametrize('script', ['pretrain', 'finetune', 'detect'])
 def test_every_recipe_value_reaches_the_script(script):
     "Every value a recipe sets is a setting of its script, and reaches the run's settings (on the official GPUs)."
     from videomae_nb.recipes import recipe_settings, list_recipes

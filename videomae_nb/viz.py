@@ -379,11 +379,15 @@ def smooth(xs:list[float], alpha:float=0.1) -> list[float]:
 
 # %% ../nbs/08_visualize.ipynb #0e71c88f
 def _draw_validation(ax, val:list[dict], last_step:float):
-    "Top-1 and top-5 validation accuracy per step, on a 0-100 axis."
-    ax.plot([r['step'] + 1 for r in val], [r['acc1'] for r in val], 'o-', color='C2', ms=3, label='top-1')
-    ax.plot([r['step'] + 1 for r in val], [r['acc5'] for r in val], '--', color='C2', alpha=.5, label='top-5')
+    "Validation top-1 and top-5 accuracy (classification) or frame-mAP (detection) per step, on a 0-100 axis."
+    x = [r['step'] + 1 for r in val]
+    if 'acc1' in val[0]:
+        ax.plot(x, [r['acc1'] for r in val], 'o-', color='C2', ms=3, label='top-1')
+        ax.plot(x, [r['acc5'] for r in val], '--', color='C2', alpha=.5, label='top-5')
+    else: ax.plot(x, [r['mAP'] for r in val], 'o-', color='C2', ms=3, label='frame-mAP@0.5')
     ax.set_ylim(0, 100); ax.set_xlim(0, last_step + 1); ax.legend(loc='lower right')
-    ax.set_xlabel('optimizer step'); ax.set_ylabel('validation accuracy (%)')
+    ax.set_xlabel('optimizer step')
+    ax.set_ylabel('validation accuracy (%)' if 'acc1' in val[0] else 'validation mAP (%)')
 
 def draw_metrics(source, path=None, title:str='', ylabel:str='reconstruction loss (MSE)'):
     "Loss (raw, smoothed), lr and validation accuracy (`val.csv`) of a run folder or of row dicts; saved to `path`."
