@@ -276,6 +276,11 @@ def test_refusals_name_the_flag(synthetic, flags, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         main(data_path=str(synthetic/'data'), **{**FAST, **flags})
 
+def test_eval_of_weights_that_are_no_detector_is_refused(synthetic, tmp_path):
+    torch.save({'model': {'backbone.patch_embed.proj.weight': torch.zeros(1)}}, tmp_path/'their.pth')
+    with pytest.raises(ValueError, match='is not a videomae-detect run or checkpoint'):
+        main(eval=True, pretrained=str(tmp_path/'their.pth'), data_path=str(synthetic/'data'), **FAST)
+
 def test_validation_without_proposals_is_refused(synthetic, tmp_path):
     a = synthetic/'data'/'annotations'
     with pytest.raises(FileNotFoundError, match='--val_proposals'):

@@ -206,7 +206,7 @@ BAD = {'videomae-train': ['--batch_size', '0'], 'videomae-finetune': ['--frames'
        'videomae-check-data': [str(DATA), '--min_frames', '0'],
        'videomae-features': ['no-such-run', '--source', str(DATA), '--out', 'feats', '--window', '0'],
        'videomae-bench': ['--batch', '0'], 'videomae-recipes': ['show', 'no-such-recipe'],
-       'videomae-predict': ['no-such-video.mp4', '--checkpoint', 'no-such-run']}
+       'videomae-predict': ['no-such-video.mp4', '--checkpoint', 'no-such-run'], 'videomae-detect': ['--frames', '0']}
 
 def _scripts():
     import configparser

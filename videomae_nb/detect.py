@@ -704,14 +704,25 @@ def resolve_files(cfg:DetectConfig) -> AVAFiles:
         if getattr(cfg, k) and not p.exists(): raise FileNotFoundError(f"--{k} {str(p)!r} does not exist")
     return AVAFiles(Path(frames), **files)
 
-# %% ../nbs/09d_detect.ipynb #e87c2e31
+# %% ../nbs/09d_detect.ipynb #c07e1618
+def _detector_config(path) -> dict:
+    "The recorded settings, model and classes of a `videomae-detect` run or checkpoint; anything else is refused."
+    ck = newest_checkpoint(path)
+    conf = checkpoint_config(ck)
+    found = [p/'config.json' for p in (Path(path), ck.parent.parent) if (p/'config.json').is_file()]
+    classes = json.loads(found[0].read_text()).get('classes') if found else None
+    if 'model' not in conf or classes is None:
+        raise ValueError(f"--eval --pretrained {str(path)!r} is not a videomae-detect run or checkpoint (--eval "
+                         "evaluates detectors this script trained; to start from other weights, drop --eval)")
+    return dict(conf, classes=classes)
+
 def detect_model(cfg:DetectConfig) -> tuple[DetectConfig, ViTConfig]:
     "The model's sizes (the preset, or `--pretrained`'s shapes) with this run's drop path; the size that fits them."
     if cfg.preset: model_cfg = get_config(cfg.preset)
     elif cfg.pretrained and not cfg.eval:
         sd = detection_backbone(canonical_state_dict(read_state_dict(cfg.pretrained)[0])[0])[0]
         model_cfg = infer_config(sd)
-    elif cfg.pretrained: model_cfg = ViTConfig(**checkpoint_config(newest_checkpoint(cfg.pretrained))['model'])
+    elif cfg.pretrained: model_cfg = ViTConfig(**_detector_config(cfg.pretrained)['model'])
     else: cfg, model_cfg = replace(cfg, preset='tiny'), get_config('tiny')
     tiny = (model_cfg.dim, model_cfg.depth) == (get_config('tiny').dim, get_config('tiny').depth)
     cfg = replace(cfg, size=cfg.size or (8 * model_cfg.patch_size if tiny else 256))
@@ -865,19 +876,13 @@ def _train(acc, cfg:DetectConfig, model_cfg:ViTConfig, run_dir:Path, ckpt, data:
     out['detection'] = _report(acc, acc.unwrap_model(model), cfg, out['val'], data, run_dir) if val else None
     return out
 
-# %% ../nbs/09d_detect.ipynb #151f7ba2
+# %% ../nbs/09d_detect.ipynb #f4ec31cf
 def load_detector(path, verbose:bool=True) -> tuple[ActionDetector, dict]:
     "A detector saved by `videomae-detect` (run folder or checkpoint folder), strictly, and its classes."
-    ck = newest_checkpoint(path)
-    conf = checkpoint_config(ck)
-    s, classes = conf.get('settings', {}), conf.get('classes')
-    if classes is None:
-        cj = Path(path)/'config.json'
-        classes = json.loads(cj.read_text()).get('classes') if cj.is_file() else None
-    if classes is None: raise ValueError(f"{str(path)!r} is not a detection run (no classes in its config)")
-    names = {int(a): n for a, n in classes.items()}
+    conf = _detector_config(path)
+    s, names = conf.get('settings', {}), {int(a): n for a, n in conf['classes'].items()}
     model = ActionDetector(ViTConfig(**conf['model']), len(names), s.get('hidden', 512), s.get('roi_size', 7))
-    load_weights(model, ck, verbose=verbose)
+    load_weights(model, newest_checkpoint(path), verbose=verbose)
     return model, names
 
 def evaluate_run(acc, cfg:DetectConfig, run_dir:Path, files:AVAFiles) -> dict:
@@ -894,14 +899,14 @@ def evaluate_run(acc, cfg:DetectConfig, run_dir:Path, files:AVAFiles) -> dict:
                           cfg.num_workers, pose_columns(names, cfg.pose_softmax))
     return dict(run_dir=str(run_dir), detection=_report(acc, model, cfg, r, data, run_dir))
 
-# %% ../nbs/09d_detect.ipynb #a91c49f4
+# %% ../nbs/09d_detect.ipynb #58f5be4c
 _FROM_TESTED_RUN = ('frames', 'stride', 'size', 'width', 'fps', 'first_second', 'pose_softmax', 'preset')
 
 def detect_config(**flags) -> DetectConfig:
     "The settings of a detection run from the flags given: the recipe's values under them; `--eval`: the run's clips."
     cfg = apply_recipe(config_of(DetectConfig, flags), given=set(flags))
     if cfg.eval and cfg.pretrained and Path(cfg.pretrained).exists():    # the clips the detector was trained on
-        tested = checkpoint_config(newest_checkpoint(cfg.pretrained)).get('settings', {})
+        tested = _detector_config(cfg.pretrained).get('settings', {})
         cfg = replace(cfg, **{k: v for k, v in tested.items() if k in _FROM_TESTED_RUN and k not in flags})
     return cfg
 
