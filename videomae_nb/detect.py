@@ -22,7 +22,7 @@ if __name__ == '__main__' and not __package__ and '__file__' in globals():
     if sys.path and pathlib.Path(sys.path[0]).resolve() == _pkg: sys.path.pop(0)
     sys.path.insert(0, str(_pkg.parent)); __package__ = 'videomae_nb'
 
-# %% ../nbs/09d_detect.ipynb #3b00aa3b
+# %% ../nbs/09d_detect.ipynb #0f277102
 import csv, heapq, json, math, pickle, re, time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -40,9 +40,9 @@ from .datasets import ShardSampler
 from .encoder import VideoEncoder, ViTConfig, get_config, init_module, count_params
 from .checkpoints import load_weights, read_state_dict, canonical_state_dict, infer_config, DECODER_KEYS
 from .runs import keep_rows_before, write_config, newest_checkpoint, checkpoint_config
-from .train import (RunConfig, Run, Schedule, scaled_lr, fit, start_run, start_folder, restore, prepare,
-                               param_names, batch_line, config_of, log_picture)
-from .finetune import make_finetune_optimizer
+from .train import (RunConfig, Run, fit, start_run, start_folder, restore, prepare, param_names,
+                               batch_line, config_of, log_picture)
+from .finetune import make_finetune_optimizer, epoch_schedule
 from .recipes import apply_recipe
 from .viz import draw_metrics
 
@@ -807,17 +807,7 @@ def detect_validation(run:Run, model, data:DetectData):
         return r
     return validate
 
-# %% ../nbs/09d_detect.ipynb #e60830c4
-def _schedule(cfg:DetectConfig, n:int, world:int) -> tuple[Schedule, int, int]:
-    "The lr schedule of `n` training keyframes: `(schedule, effective batch, steps per epoch)`."
-    eff, per_epoch = cfg.batch_size * cfg.accum * world, max(1, (n // world) // (cfg.batch_size * cfg.accum))
-    total, peak = cfg.steps or math.ceil(cfg.epochs * per_epoch), scaled_lr(cfg.blr, eff)
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * per_epoch)
-    if not 0 <= warmup <= total:
-        raise ValueError(f"the warmup ({warmup} steps) must be between 0 and the run's {total} steps; "
-                         "pass --warmup_steps N")
-    return Schedule(total, warmup, peak, min(scaled_lr(cfg.min_blr, eff), peak)), eff, per_epoch
-
+# %% ../nbs/09d_detect.ipynb #d7d6630c
 def _report(acc, model, cfg:DetectConfig, r:dict, data:DetectData, run_dir:Path) -> dict:
     "After the last evaluation (its files in the run folder): `detection.json`, `detections.png`, the line."
     if acc.is_main_process:
@@ -842,13 +832,13 @@ def _data(cfg:DetectConfig, files:AVAFiles, names:dict) -> DetectData:
            if vgt else None)
     return DetectData(files, names, train, val, vex)
 
-# %% ../nbs/09d_detect.ipynb #6009ffeb
+# %% ../nbs/09d_detect.ipynb #4688f23d
 def _train(acc, cfg:DetectConfig, model_cfg:ViTConfig, run_dir:Path, ckpt, data:DetectData) -> dict:
     "The detection run: the model (from --pretrained), the loop with mAP validation, then the final evaluation."
     train, val, names = data.train, data.val, data.names
     if train is None: raise FileNotFoundError("no training keyframes: pass --train_csv (or --data_path with it)")
     world = acc.num_processes
-    sched, eff, per_epoch = _schedule(cfg, len(train), world)
+    sched, eff, per_epoch = epoch_schedule(cfg, len(train), world)
     torch.manual_seed(cfg.seed)
     model = ActionDetector(model_cfg, len(names), cfg.hidden, cfg.roi_size, cfg.head_drop)
     grid = model.grid(torch.empty(1, 3, cfg.frames, *cfg.clips().out_hw, device='meta'))

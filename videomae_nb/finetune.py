@@ -8,7 +8,7 @@ __all__ = ['DATASET_KINDS', 'layer_id', 'layer_decay_groups', 'make_finetune_opt
            'topk_accuracy', 'predict_videos', 'gather_predictions', 'evaluate', 'write_predictions', 'FinetuneConfig',
            'with_dataset_defaults', 'with_model', 'finetune_config', 'check_finetune', 'DataLists', 'resolve_lists',
            'load_pretrained_encoder', 'num_classes', 'validation', 'finetune_summary', 'mix_spec', 'training_clips',
-           'validation_clips', 'test', 'evaluate_checkpoint', 'finetune', 'main', 'cli']
+           'validation_clips', 'epoch_schedule', 'test', 'evaluate_checkpoint', 'finetune', 'main', 'cli']
 
 # %% ../nbs/09_finetune.ipynb #6e2a91d1
 # Run as a file (`accelerate launch videomae_nb/finetune.py`): make the package importable and the imports relative.
@@ -476,20 +476,25 @@ def validation_clips(cfg:FinetuneConfig, entries:list, clips:int=1, crops:int=1)
                             num_clips=clips, num_crops=crops, backend=cfg.decoder)
 
 # %% ../nbs/09_finetune.ipynb #fccefbb4
-def _train(acc, cfg:FinetuneConfig, model_cfg:ViTConfig, run_dir:Path, ckpt, lists:DataLists) -> dict:
-    "The fine-tuning run: the model (from --pretrained), the loop, validation, then the multi-view test."
-    train = read_list_file(lists.train, cfg.data_root)
-    val = read_list_file(lists.val, cfg.data_root) if lists.val else None
-    cfg = replace(cfg, nb_classes=num_classes(cfg, train + (val or []), lists.classes))
-    world = acc.num_processes
-    eff, per_epoch = cfg.batch_size * cfg.accum * world, max(1, (len(train) // world) // (cfg.batch_size * cfg.accum))
+def epoch_schedule(cfg, n:int, world:int) -> tuple[Schedule, int, int]:
+    "The lr schedule of `n` training items on `world` processes: `(schedule, effective batch, steps per epoch)`."
+    eff, per_epoch = cfg.batch_size * cfg.accum * world, max(1, (n // world) // (cfg.batch_size * cfg.accum))
     total, peak = cfg.steps or math.ceil(cfg.epochs * per_epoch), scaled_lr(cfg.blr, eff)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * per_epoch)
     if not 0 <= warmup <= total:                             # longer: the lr would never reach its peak
         given = (f"--warmup_steps {cfg.warmup_steps}" if cfg.warmup_steps is not None else
                  f"--warmup_epochs {cfg.warmup_epochs:g} ({warmup} steps of {per_epoch} per epoch)")
         raise ValueError(f"{given} must be between 0 and the run's {total} steps; pass --warmup_steps N")
-    sched = Schedule(total, warmup, peak, min(scaled_lr(cfg.min_blr, eff), peak))
+    return Schedule(total, warmup, peak, min(scaled_lr(cfg.min_blr, eff), peak)), eff, per_epoch
+
+def _train(acc, cfg:FinetuneConfig, model_cfg:ViTConfig, run_dir:Path, ckpt, lists:DataLists) -> dict:
+    "The fine-tuning run: the model (from --pretrained), the loop, validation, then the multi-view test."
+    train = read_list_file(lists.train, cfg.data_root)
+    val = read_list_file(lists.val, cfg.data_root) if lists.val else None
+    cfg = replace(cfg, nb_classes=num_classes(cfg, train + (val or []), lists.classes))
+    world = acc.num_processes
+    sched, eff, per_epoch = epoch_schedule(cfg, len(train), world)
+    peak = sched.peak
     torch.manual_seed(cfg.seed)
     model = VideoClassifier(model_cfg, cfg.nb_classes, head_drop=cfg.head_drop, init_scale=cfg.init_scale)
     fresh = cfg.pretrained and ckpt is None
