@@ -7,6 +7,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT/'data_samples'
 
 def pytest_configure(config):
+    import tempfile                  # the suite's kernel measurements go to a cache of its own, not the user's
+    os.environ.setdefault('VIDEOMAE_NB_CACHE', tempfile.mkdtemp(prefix='videomae_nb_cache_'))
     config.addinivalue_line('markers', 'slow: long-running tests')
     config.addinivalue_line('markers', 'gpu: needs a CUDA device')
 

@@ -6,6 +6,7 @@ from videomae_nb.train import main, make_optimizer
 from videomae_nb.runs import read_metrics
 from videomae_nb.data import PretrainDataset, collate, device_clips, as_model_input, denormalize
 from videomae_nb.ops import cpu_matmul_mode, onednn_available, Linear
+from videomae_nb import ops
 from videomae_nb.videomae import VideoMAE
 from videomae_nb.encoder import get_config
 from videomae_nb.masking import tube_mask
@@ -49,9 +50,11 @@ def test_device_clips_refuses_mismatched_input():
     with pytest.raises(ValueError, match='2 videos but 1 sets'): device_clips([torch.zeros(2, 8, 8, 3, dtype=torch.uint8)] * 2, torch.zeros(1, 1, 4, dtype=torch.long), 8)
     with pytest.raises(ValueError, match='uint8'): device_clips([torch.zeros(2, 8, 8, 3)], torch.tensor([[[0, 0, 8, 8]]]), 8)
 
-@pytest.mark.skipif(not onednn_available(), reason='oneDNN linear kernels need an x86-64 PyTorch with mkldnn')
-def test_onednn_training_step_matches_torch_kernels():
-    "A whole VideoMAE forward and backward (loss and every gradient) agrees between the two fp32 CPU kernels."
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason='oneDNN linear kernels need an x86-64 PyTorch with mkldnn')
+
+@needs_onednn
+def test_every_cpu_kernel_gives_the_same_training_step():
+    "A whole VideoMAE forward and backward (loss and every gradient) agrees between the fp32 CPU kernels and auto."
     def run(mode):
         torch.manual_seed(0)
         m = VideoMAE(get_config('tiny', depth=2, decoder_depth=1))
@@ -60,9 +63,80 @@ def test_onednn_training_step_matches_torch_kernels():
         with cpu_matmul_mode(mode):
             loss, _ = m.loss(video, mask); loss.backward()
         return loss.detach(), {k: p.grad for k, p in m.named_parameters()}
-    (l1, g1), (l2, g2) = run('onednn'), run('torch')
-    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-    for k in g1: torch.testing.assert_close(g1[k], g2[k], rtol=1e-4, atol=1e-6, msg=lambda m: f'grad {k}: {m}')
+    l2, g2 = run('torch')
+    for mode in ('onednn', 'auto'):
+        l1, g1 = run(mode)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        for k in g1: torch.testing.assert_close(g1[k], g2[k], rtol=1e-4, atol=1e-6, msg=lambda m: f'{mode} grad {k}: {m}')
+
+@pytest.fixture
+def kernel_cache(tmp_path, monkeypatch):
+    "An empty per-test kernel cache, and the module's in-memory choice forgotten before and after."
+    monkeypatch.setenv('VIDEOMAE_NB_CACHE', str(tmp_path/'cache'))
+    fresh = lambda: ops._choice.update(key=None, shapes={}, memo={}, used=set(), measured=set(), fresh=None)
+    fresh(); yield tmp_path/'cache'/'cpu_matmul.json'; fresh()
+
+def _count_measurements(monkeypatch) -> list:
+    calls, real = [], ops.time_linear
+    monkeypatch.setattr(ops, 'time_linear', lambda *a, **k: calls.append(a) or real(*a, **k))
+    return calls
+
+@needs_onednn
+def test_kernel_choice_is_measured_once_and_cached_per_machine_and_torch(kernel_cache, monkeypatch):
+    calls, lin = _count_measurements(monkeypatch), Linear(24, 8)
+    with cpu_matmul_mode('auto'):
+        lin(torch.randn(40, 24)); lin(torch.randn(40, 24)); lin(torch.randn(2, 25, 24))   # 40 and 50 rows: one class
+        assert calls == [(40, 24, 8)]
+        (entry,) = json.loads(kernel_cache.read_text()).values()
+        assert entry['machine']['torch'] == torch.__version__ and set(entry['shapes']['64x24x8']) == {'torch', 'onednn'}
+        assert entry['machine']['threads'] == torch.get_num_threads() and 'flags' in entry['machine']
+        report = ops.cpu_matmul_report()
+        assert report.startswith('cpu_matmul auto: 1 linear shapes') and '1 measured now' in report
+        ops._choice.update(key=None, shapes={}, memo={})              # a new process on this machine: the file answers
+        lin(torch.randn(40, 24)); assert len(calls) == 1
+        assert '0 measured now, 1 from' in ops.cpu_matmul_report()
+        monkeypatch.setattr(torch, '__version__', '9.9.9')           # another torch measures again
+        ops._choice['memo'].clear(); lin(torch.randn(40, 24)); assert len(calls) == 2
+        assert len(json.loads(kernel_cache.read_text())) == 2          # and keeps the other entry
+        with ops.calibrate_cpu_matmul(): lin(torch.randn(40, 24)); lin(torch.randn(40, 24))
+        assert len(calls) == 3                                         # --calibrate: once more, once per class
+
+def _cache_says(path, fastest:str):
+    slow = dict(torch=1.0, onednn=1.0); slow[fastest] = 1e-3
+    entry = dict(machine=ops.machine_key(), shapes={'64x24x8': slow})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({ops._key_str(ops.machine_key()): entry}))
+
+@needs_onednn
+@pytest.mark.parametrize('cached,forced', [('onednn', 'torch'), ('torch', 'onednn')])
+def test_a_forced_kernel_wins_over_the_cache(kernel_cache, monkeypatch, cached, forced):
+    _cache_says(kernel_cache, cached)
+    calls, ran = _count_measurements(monkeypatch), []
+    monkeypatch.setattr(ops.OneDNNLinear, 'apply', lambda *a: ran.append('onednn') or torch.nn.functional.linear(*a))
+    lin, x = Linear(24, 8), torch.randn(40, 24)
+    with cpu_matmul_mode(forced): lin(x)
+    assert ran == (['onednn'] if forced == 'onednn' else [])
+    ran.clear()
+    with cpu_matmul_mode('auto'): lin(x)                              # auto follows the file, without measuring
+    assert ran == (['onednn'] if cached == 'onednn' else []) and calls == []
+
+@needs_onednn
+def test_an_unreadable_cache_warns_and_measures_again(kernel_cache):
+    kernel_cache.parent.mkdir(parents=True); kernel_cache.write_text('{"half a file')
+    with pytest.warns(UserWarning, match='unreadable cache'), cpu_matmul_mode('auto'): Linear(24, 8)(torch.randn(40, 24))
+    assert '64x24x8' in next(iter(json.loads(kernel_cache.read_text()).values()))['shapes']
+
+def test_auto_without_onednn_is_torch_and_measures_nothing(kernel_cache, monkeypatch):
+    calls = _count_measurements(monkeypatch)
+    monkeypatch.setattr(ops, '_ONEDNN', False)
+    with cpu_matmul_mode('auto'):
+        assert ops.cpu_matmul() == 'torch'; Linear(24, 8)(torch.randn(40, 24))
+    assert calls == [] and not kernel_cache.exists()
+
+def test_the_benchmark_names_its_machine():
+    env = bench._environment(torch.device('cpu'))
+    assert {'cpu', 'cpu_flags', 'aten_capability', 'threads', 'torch', 'cpu_matmul'} <= set(env)
+    assert env['aten_capability'] == torch.backends.cpu.get_cpu_capability()
 
 def test_optimizer_implementations_agree():
     "fused, foreach and loop AdamW make the same update."
@@ -101,3 +175,13 @@ def test_bench_refuses_bad_settings():
     with pytest.raises(ValueError, match='--objective takes'): bench.main(objective='mae', preset='tiny')
     with pytest.raises(ValueError, match='transformers has no MVD'): bench.main(objective='mvd', compare_hf=True, preset='tiny')
     with pytest.raises(ValueError, match='--precision must be one of'): bench.main(precision='fp8', preset='tiny')
+
+def test_the_benchmark_calibrates_and_profiles(kernel_cache, capsys):
+    out = bench.main(preset='tiny', objective='videomae', frames=4, size=32, repeats=1, warmup=1, device='cpu',
+                     calibrate=True, profile=True)
+    (prof,) = out['profile'].values()
+    assert set(prof) == {'linear', 'attention', 'norms', 'GELU', 'optimizer', 'data movement', 'other'}
+    assert prof['linear'] > 0 and prof['attention'] > 0 and all(v >= 0 for v in prof.values())
+    text = capsys.readouterr().out
+    assert 'cpu_flags' in text and 'data movement' in text
+    if onednn_available(): assert 'cpu_matmul auto:' in text and kernel_cache.exists()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_benchmarks.ipynb #a3e2349c
 from __future__ import annotations
-import json, os, platform, statistics, time, warnings
+import json, os, platform, re, statistics, sys, time, warnings
 from contextlib import nullcontext, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,8 @@ from .data import DECODERS, IMAGENET_MEAN, IMAGENET_STD, video_backend, decoder_
 import math
 from .encoder import get_config
 from .videomae import VideoMAE, pretrain_macs
-from .ops import cpu_matmul_mode, cpu_matmul, onednn_available, linear, count_flops
+from .ops import (cpu_matmul_mode, cpu_matmul, onednn_available, linear, count_flops, cpu_info, machine_key,
+                             CPU_KERNELS, calibrate_cpu_matmul, cpu_matmul_report)
 from .masking import MaskSpec
 from .train import make_optimizer, train_step, PixelObjective, MVDObjective
 from .mvd import MVDStudent, mvd_config, make_teachers, teacher_targets, DEFAULT_TEACHERS
@@ -28,10 +29,10 @@ from .finetune import ClassificationObjective, MixSpec, make_finetune_optimizer
 from .distill import DistillObjective
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'OBJECTIVES', 'time_alternating', 'summarize', 'matmul_peak', 'StepBench', 'make_step',
+__all__ = ['PRECISIONS', 'OBJECTIVES', 'PROFILE_PARTS', 'time_alternating', 'summarize', 'matmul_peak', 'StepBench', 'make_step',
            'make_distill_step', 'peak_memory', 'bench_steps', 'format_rows', 'make_hf_step', 'compare_hf',
-           'compare_v1_v2', 'loader_breakdown', 'format_loader', 'loader_throughput', 'make_loader_clips',
-           'official_clips', 'compare_loaders', 'format_loader_compare', 'cli', 'main']
+           'profile_step', 'format_profile', 'compare_v1_v2', 'loader_breakdown', 'format_loader', 'loader_throughput',
+           'make_loader_clips', 'official_clips', 'compare_loaders', 'format_loader_compare', 'cli', 'main']
 
 # %% ../nbs/11_benchmarks.ipynb #ee196c89
 def time_alternating(fns:dict, repeats:int=5, warmup:int=1) -> dict[str, list[float]]:
@@ -272,9 +273,11 @@ def compare_hf(preset:str='small', frames:int=16, size:int=224, batch:int=2, pre
     "Our steps and transformers' alternated in one process → `bench_steps` rows with `vs_transformers` ratios."
     dev = _device(device)
     benches = {o: make_step(o, preset, frames, size, batch, precision, dev, **kw) for o in objectives}
-    if torch_matmul and dev.type == 'cpu' and PRECISIONS[precision] is None and cpu_matmul() == 'onednn':
-        b = make_step('videomae', preset, frames, size, batch, precision, dev, cpu_matmul='torch', **kw)
-        benches[b.name] = b
+    if torch_matmul and dev.type == 'cpu' and PRECISIONS[precision] is None and cpu_matmul() != 'torch':
+        for kern in CPU_KERNELS:                  # the fixed kernels beside the default: auto must match the better
+            if kern == cpu_matmul(): continue
+            b = make_step('videomae', preset, frames, size, batch, precision, dev, cpu_matmul=kern, **kw)
+            benches[b.name] = b
     hf = make_hf_step(preset, frames, size, batch, precision, dev, kw.get('optimizer_impl', 'auto'))
     benches[hf.name] = hf
     rows = bench_steps(benches, repeats, warmup, matmul_peak(dev, precision)['peak'])
@@ -282,6 +285,47 @@ def compare_hf(preset:str='small', frames:int=16, size:int=224, batch:int=2, pre
     return rows
 
 _compare_hf = compare_hf          # `main` has a flag of that name
+
+# %% ../nbs/11_benchmarks.ipynb #8a6452ce
+PROFILE_PARTS = (('linear', ('aten::mm', 'aten::addmm', 'aten::bmm', 'mkldnn::_linear_pointwise', 'convolution')),
+                 ('attention', ('scaled_dot_product', 'flash_attention', 'softmax')),
+                 ('norms', ('layer_norm', 'aten::var', 'aten::std')), ('GELU', ('gelu',)), ('optimizer', ('adam',)),
+                 ('data movement', ('aten::copy_', 'aten::cat', 'aten::index', 'aten::gather', 'aten::clone',
+                                    'aten::stack', 'aten::fill_', 'aten::zero_', 'aten::scatter')))
+
+def _part(op:str) -> str:
+    return next((name for name, keys in PROFILE_PARTS if any(k in op for k in keys)), 'other')
+
+@contextmanager
+def _quiet_c_stderr():
+    "Silence C-level stderr inside the block: the profiler's library prints start/stop lines on every run."
+    sys.stderr.flush(); saved = os.dup(2)
+    with open(os.devnull, 'w') as null: os.dup2(null.fileno(), 2)
+    try: yield
+    finally: os.dup2(saved, 2); os.close(saved)
+
+def profile_step(bench:StepBench, warmup:int=1) -> dict[str, float]:
+    "Seconds of one step of `bench` per part (`PROFILE_PARTS`, then 'other'), from the operators' own CPU time."
+    from torch.profiler import profile, ProfilerActivity
+    for _ in range(warmup): bench.step()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bench.device.type == 'cuda' else [])
+    with _quiet_c_stderr(), profile(activities=acts) as prof: bench.step()
+    parts = dict.fromkeys([n for n, _ in PROFILE_PARTS] + ['other'], 0.)
+    for e in prof.key_averages():
+        t = e.self_device_time_total if bench.device.type == 'cuda' else e.self_cpu_time_total
+        parts[_part(e.key)] += t / 1e6
+    return parts
+
+def format_profile(profiles:dict[str, dict]) -> str:
+    "One row per step name: ms per part and the share of the step."
+    names = list(next(iter(profiles.values())))
+    head = f"{'step':28s}" + ''.join(f'{n:>16s}' for n in names) + f"{'total':>10s}"
+    lines = [head, '-' * len(head)]
+    for step, p in profiles.items():
+        tot = sum(p.values())
+        cols = ''.join(f'{p[n]*1e3:8.0f} ms {p[n]/tot:4.0%}' for n in names)
+        lines.append(f'{step:28s}{cols}{tot*1e3:7.0f} ms')
+    return '\n'.join(lines)
 
 # %% ../nbs/11_benchmarks.ipynb #78c2347f
 def compare_v1_v2(preset:str='small', frames:int=16, size:int=224, batch:int=2, precisions=('fp32', 'bf16'),
@@ -481,9 +525,12 @@ def _environment(dev:torch.device) -> dict:
                threads=torch.get_num_threads())
     if dev.type == 'cuda': env['gpu'] = torch.cuda.get_device_name(dev)
     else:
-        try: env['cpu'] = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-        except (OSError, StopIteration): env['cpu'] = platform.processor() or platform.machine()
-        env['cpu_matmul'] = cpu_matmul()
+        info, build = cpu_info(), torch.__config__.show()
+        env.update(cpu=info['model'], cpu_flags=' '.join(info['flags']) or 'none known',
+                   aten_capability=torch.backends.cpu.get_cpu_capability(), cpu_matmul=cpu_matmul())
+        for name, pattern in (('mkl', r'Math Kernel Library Version ([\d.]+)'), ('onednn', r'MKL-DNN v([\d.]+)')):
+            if (m := re.search(pattern, build)): env[name] = m.group(1)
+        env.update({k.lower(): v for k, v in machine_key()['env'].items()})          # instruction-set limits set
     try: import transformers; env['transformers'] = transformers.__version__
     except ImportError: pass
     return env
@@ -531,7 +578,9 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
          compile:bool=False,           # torch.compile the models
          grad_checkpointing:bool=False,  # activation checkpointing per block
          optimizer_impl:str='auto',    # AdamW kernel: auto (fused), fused, foreach, loop
-         cpu_matmul:str='auto',        # fp32 CPU linear layers: auto, onednn, torch
+         cpu_matmul:str='auto',        # fp32 CPU linear layers: auto (measured per shape), onednn, torch
+         calibrate:bool=False,         # measure the CPU kernels of every layer shape again (rewrites the cache)
+         profile:bool=False,           # also print where one step of each goes (linear, attention, norms, ...)
          decoder_mask_ratio:float=0.5, # V2 running-cell decoder mask ratio
          compare_hf:bool=False,        # also time transformers' VideoMAEForPreTraining (sdpa) in the same alternation
          loader:str=None,              # a folder or list file of videos: also measure the data loader on them
@@ -574,6 +623,9 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
           f"{repeats} alternated repeats after {warmup} warm-up steps")
     kw = dict(compile=compile, grad_checkpointing=grad_checkpointing, optimizer_impl=optimizer_impl,
               decoder_mask_ratio=decoder_mask_ratio)
+    if calibrate and dev.type == 'cpu' and cpu_matmul == 'auto' and onednn_available():
+        with calibrate_cpu_matmul():
+            for o in objectives: make_step(o, preset, frames, size, batch, precision, dev, **kw).step()
     if compare_hf:
         kw.pop('compile'); kw.pop('grad_checkpointing')
         if compile or grad_checkpointing:
@@ -584,10 +636,16 @@ def main(preset:str='small',           # model size: tiny, small, base, large, h
         benches = {o: make_step(o, preset, frames, size, batch, precision, dev, **kw) for o in objectives}
         rows, ref = bench_steps(benches, repeats, warmup, peak['peak']), None
     print(format_rows(rows, ref))
+    if (report := cpu_matmul_report()): print(report)
+    if profile:
+        profiled = [make_step(o, preset, frames, size, batch, precision, dev, **kw) for o in objectives]
+        if compare_hf: profiled.append(make_hf_step(preset, frames, size, batch, precision, dev))
+        out_profile = {b.name: profile_step(b) for b in profiled}
+        print(format_profile(out_profile))
     out = dict(environment=env, settings=dict(preset=preset, frames=frames, size=size, batch=batch, precision=precision,
                repeats=repeats, warmup=warmup, compile=compile, grad_checkpointing=grad_checkpointing,
                optimizer_impl=optimizer_impl),
-               matmul_peak=peak, steps=rows)
+               matmul_peak=peak, steps=rows, **(dict(profile=out_profile) if profile else {}))
     if loader is not None:
         ns = tuple(int(n) for n in num_samples.split(','))
         out['loader'] = loader_breakdown(loader, ns, frames, 4, size, loader_rounds, device=dev)

@@ -32,7 +32,7 @@ from torch import nn
 from .cli import run_cli, config_parser, check_choice, check_counts
 from .data import (pretrain_loader, video_paths, as_model_input, device_clips, open_video, clip_transform,
                               VideoReadError, video_backend, decoder_info)
-from .ops import set_cpu_matmul, cpu_matmul, CPU_MATMUL_CHOICES
+from .ops import set_cpu_matmul, cpu_matmul, cpu_matmul_report, CPU_MATMUL_CHOICES
 from .patching import token_grid
 from .masking import MaskSpec, MASK_TYPES
 from .encoder import ViTConfig, get_config, count_params
@@ -339,6 +339,10 @@ class StepLog:
         elif (step + 1) % run.settings.log_every == 0 or last: self.bar.set_postfix(loss=shown, lr=f"{out['lr']:.2e}")
         if (step + 1) % run.settings.log_every == 0 or last: self.flush()
 
+    def note(self, line:str):
+        "Print a line (main process) above the progress bar instead of through it."
+        if self.run.acc.is_main_process: self.bar.write(line) if not self.bar.disable else print(line)
+
     def flush(self):
         if self.file: self.file.flush()
 
@@ -405,6 +409,7 @@ def fit(run:Run, model, opt, loader, objective, on_save=None, validate=None, eva
                     log.val, out['validated'] = validate(step,
                                                          round((step + 1) * run.eff_batch / run.n_videos, 4)), True
                 log.row(step, out)
+                if step == run.start and (line := cpu_matmul_report()): log.note(line)  # what auto chose, and why
                 stopping = stop.requested(run.acc)
                 if (step + 1) % (run.settings.save_every or 1000) == 0 or step + 1 == run.schedule.total or stopping:
                     log.flush(); save(run, model, opt, step + 1, on_save)
@@ -456,7 +461,7 @@ class RunConfig:
     mixed_precision:str = 'no'         # no, fp16 or bf16
     torch_compile:bool = False         # compile the model with torch.compile
     optimizer_impl:str = 'auto'        # AdamW kernel: auto (fused), fused, foreach or loop
-    cpu_matmul:str = 'auto'            # fp32 linear layers on the CPU: auto (oneDNN on x86), onednn or torch
+    cpu_matmul:str = 'auto'            # fp32 linear layers on the CPU: auto (measured per shape), onednn or torch
     cpu:bool = False                   # run on the CPU even if a GPU is there
     num_workers:int = 2                # data loader worker processes per process
     decoder:str = 'auto'               # video decoder: auto (fastest that works), pyav, decord, torchcodec[:cuda]
@@ -646,6 +651,9 @@ def make_objective(cfg:PretrainConfig, model_cfg:ViTConfig, teachers):
                         cfg.size)
 
 # %% ../nbs/07_training.ipynb #d66d8be2
+def _matmul_words(mode:str) -> str:
+    return 'chosen per layer shape by measurement' if mode == 'auto' else f'via {mode}'
+
 def pretrain_summary(run:Run, model:nn.Module, objective, notes:list[str], ckpt) -> list[str]:
     "The lines a pretraining run prints before its first step."
     s, sch, acc, masks = run.settings, run.schedule, run.acc, objective.masks
@@ -655,7 +663,7 @@ def pretrain_summary(run:Run, model:nn.Module, objective, notes:list[str], ckpt)
              f"{'fused' if s.optimizer_impl == 'auto' else s.optimizer_impl}"
              + (', torch.compile' if s.torch_compile else '')
              + (', activation checkpointing' if run.model_cfg.grad_checkpointing else '')
-             + (f', fp32 CPU matmuls via {cpu_matmul()}' if acc.device.type == 'cpu' else '')
+             + (f', fp32 CPU matmuls {_matmul_words(cpu_matmul())}' if acc.device.type == 'cpu' else '')
              + f", augmentation on the {'device' if s.device_augment else 'loader workers'}, {s.num_workers} workers"
              + f", decoder {decoder_info(s.decoder)}")
     if isinstance(objective, MVDObjective):
