@@ -141,6 +141,24 @@ def test_decoder_choice_and_its_errors(monkeypatch):
         with pytest.raises(RuntimeError, match='CUDA GPU'): video_backend('torchcodec:cuda')
     assert PretrainDataset(DATA, size=32, num_frames=4)[0]['video'].shape == (1, 3, 4, 32, 32)    # auto: still works
 
+def test_torchcodec_without_ffmpeg_is_refused_in_one_line(monkeypatch):
+    "torchcodec imports without FFmpeg's libraries and fails only when it opens a file: the probe must say so first."
+    torchcodec = pytest.importorskip('torchcodec')
+    monkeypatch.setattr(torchcodec, 'ffmpeg_major_version', None, raising=False)    # as on a machine without FFmpeg
+    with pytest.raises(RuntimeError, match="'torchcodec' cannot be used: it finds no FFmpeg libraries") as e:
+        video_backend('torchcodec')
+    assert '\n' not in str(e.value) and 'apt-get install ffmpeg' in str(e.value)
+    with pytest.raises(RuntimeError, match='finds no FFmpeg'): open_video(DATA/'cockatoo.mp4', backend='torchcodec')
+    assert video_backend('auto') != 'torchcodec' and open_video(DATA/'cockatoo.mp4').get_batch([0]).shape[-1] == 3
+
+def test_a_decoder_error_is_one_line(tmp_path):
+    "A library's error can carry a whole traceback; what a user reads of a failed decode is one line."
+    from videomae_nb.data import _failed
+    e = RuntimeError("Could not load libtorchcodec. Likely causes:\n  1. FFmpeg is not installed\n  2. ...")
+    for path in (DATA/'cockatoo.mp4', tmp_path/'missing.mp4'):                   # a decoder limit; a broken file
+        msg = str(_failed(path, 'torchcodec', 'torchcodec could not open it', e))
+        assert '\n' not in msg and msg.endswith('(RuntimeError: Could not load libtorchcodec. Likely causes:)'), msg
+
 # --- folders of frames --------------------------------------------------------------------------------------------------
 
 def _frames_tree(tmp_path, n_per_class=6, frames=16):

@@ -29,6 +29,10 @@ class VideoReadError(RuntimeError):
 class DecoderLimit(VideoReadError):
     "A good video that one decoder cannot read (a codec, a size); the message names a decoder that reads it."
 
+def _error_line(e:Exception) -> str:
+    "`Type: message` of an exception, its first line only (a library's error can hold a whole traceback)."
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
 def _pyav_reads(path) -> str|None:
     "'av1 64x64' when PyAV decodes the first frame of `path`, else None."
     try:
@@ -40,7 +44,7 @@ def _pyav_reads(path) -> str|None:
 
 def _failed(path, decoder:str, what:str, e:Exception) -> VideoReadError:
     "The error of `decoder` failing on `path`: a `DecoderLimit` when PyAV reads the file, else a broken file."
-    reason, seen = f"{what} ({type(e).__name__}: {e})", _pyav_reads(path)
+    reason, seen = f"{what} ({_error_line(e)})", _pyav_reads(path)
     if seen: return DecoderLimit(path, f"{decoder} cannot read this {seen} video, --decoder pyav does: {reason}")
     return VideoReadError(path, reason)
 
@@ -288,20 +292,23 @@ class _FrameFolder:
 # %% ../nbs/00_data.ipynb #6aa1ea0b
 DECODERS = ('decord', 'torchcodec', 'pyav')
 AUTO_ORDER = ('pyav', 'torchcodec', 'decord')    # fastest first, as measured in 11_benchmarks
+_FFMPEG = "FFmpeg's shared libraries 4 to 9 (apt-get install ffmpeg, brew install ffmpeg, or conda install ffmpeg)"
 _HOW = dict(decord="pip install decord2 (or decord)", pyav="pip install av",
-            torchcodec="pip install torchcodec, and FFmpeg's shared libraries 4 to 8 "
-                       "(apt-get install ffmpeg, brew install ffmpeg, or conda install -c conda-forge ffmpeg)")
+            torchcodec=f"pip install torchcodec, and {_FFMPEG}")
 
 def _decoder_problem(name:str) -> str|None:
     "Why decoder `name` cannot run here, or None."
     try:
         if name == 'decord': import decord
-        elif name == 'torchcodec': import torchcodec.decoders
+        elif name == 'torchcodec':
+            import torchcodec.decoders                 # imports without FFmpeg; finds FFmpeg's libraries, or None
+            if getattr(torchcodec, 'ffmpeg_major_version', 0) is None:
+                return f"it finds no FFmpeg libraries: it needs {_FFMPEG}"
         else: import av
     except ImportError as e:
         if getattr(e, 'name', None) in ('decord', 'torchcodec', 'av'): return f"it is not installed ({_HOW[name]})"
-        return f"it does not load ({type(e).__name__}: {str(e).splitlines()[0][:200]}); {_HOW[name]}"
-    except Exception as e: return f"it does not load ({type(e).__name__}: {str(e).splitlines()[0][:200]}); {_HOW[name]}"
+        return f"it does not load ({_error_line(e)}); {_HOW[name]}"
+    except Exception as e: return f"it does not load ({_error_line(e)}); {_HOW[name]}"
     return None
 
 # %% ../nbs/00_data.ipynb #01010f94
