@@ -9,6 +9,12 @@ DATA = ROOT/'data_samples'
 def pytest_configure(config):
     import tempfile                  # the suite's kernel measurements go to a cache of its own, not the user's
     os.environ.setdefault('VIDEOMAE_NB_CACHE', tempfile.mkdtemp(prefix='videomae_nb_cache_'))
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))     # `pytest -n N` (pytest-xdist): N processes
+    if workers > 1:                  # share the cores among them, and with the scripts they start, instead of N x all
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault('OMP_NUM_THREADS', threads); os.environ.setdefault('MKL_NUM_THREADS', threads)
+        import torch
+        torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
     config.addinivalue_line('markers', 'slow: long-running tests')
     config.addinivalue_line('markers', 'gpu: needs a CUDA device')
 
