@@ -1,6 +1,9 @@
 """Write the teaching checkpoint into the package from a run of train.py, and measure it as it ships.
 
-    python tools/teaching/export.py runs/teaching     # -> videomae_nb/assets/teaching/{model.safetensors,config.json}
+    python tools/teaching/export.py runs/teaching-wide  # -> videomae_nb/assets/teaching/{model.safetensors,config.json}
+
+A run of continue.py (a second stage) records both stages: their steps, minutes and decoder widths, and the sum of
+their minutes.
 
 The weights are stored in fp16 (half the file); the held-out quality printed here is measured on the fp16 weights
 read back through `load_model('teaching')`, the way every user loads them, next to the fp32 run's own numbers.
@@ -24,6 +27,13 @@ def main(run:Path):
     load_weights(model, load_file(str(run/'model.safetensors')), verbose=False)
     minutes = json.loads((run/'evals.jsonl').read_text().splitlines()[-1])['minutes']
     trained = dict(info, minutes=minutes, batch=args['batch'], held_out='data_samples/*.mp4')
+    if args.get('init'):                                       # a second stage: the first one's record comes first
+        rec = json.loads((Path(args['init'])/'config.json').read_text())['videomae_nb']
+        first = rec['trained']
+        trained.update(minutes=first['minutes'] + minutes, stages=[
+            dict(script='train.py', steps=first['step'], minutes=first['minutes'],
+                 decoder_dim=rec['config']['decoder_dim']),
+            dict(script='continue.py', steps=info['step'], minutes=minutes, decoder_dim=cfg.decoder_dim)])
     save_ours(model, TEACHING, trained=trained, dtype=torch.float16)
     shipped, got = load_model('teaching')
     held = {p.stem: read_clip(p, got['frames'], got['stride'], got['size'])       # centred windows, as 08_visualize
