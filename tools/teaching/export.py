@@ -28,7 +28,8 @@ def main(run:Path):
     minutes = json.loads((run/'evals.jsonl').read_text().splitlines()[-1])['minutes']
     trained = dict(info, minutes=minutes, batch=args['batch'], held_out='data_samples/*.mp4')
     if args.get('init'):                                       # a second stage: the first one's record comes first
-        rec = json.loads((Path(args['init'])/'config.json').read_text())['videomae_nb']
+        init = TEACHING if args['init'] == 'teaching' else Path(args['init'])
+        rec = json.loads((init/'config.json').read_text())['videomae_nb']
         first = rec['trained']
         trained.update(minutes=first['minutes'] + minutes, stages=[
             dict(script='train.py', steps=first['step'], minutes=first['minutes'],
