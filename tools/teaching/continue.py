@@ -12,9 +12,9 @@ encoder at a lower learning rate than the new decoder. `--minutes` sizes the sch
 """
 from __future__ import annotations
 import argparse, csv, importlib.util, json, time
+from types import SimpleNamespace
 from pathlib import Path
 import torch
-from safetensors.torch import save_file
 from videomae_nb.encoder import ViTConfig
 from videomae_nb.videomae import VideoMAE, pixel_targets, reconstruction_loss
 from videomae_nb.patching import token_grid
@@ -27,9 +27,9 @@ _spec = importlib.util.spec_from_file_location('teaching_train', Path(__file__).
 stage1 = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(stage1)       # Clips, HELD_OUT, save
 
 
-def build(init:str, decoder_dim:int, seed:int) -> tuple[VideoMAE, ViTConfig]:
+def build(init:str, decoder_dim:int, seed:int) -> tuple[VideoMAE, ViTConfig, dict]:
     "The first stage's encoder under a fresh decoder `decoder_dim` wide (all of it when the widths agree)."
-    first, _ = load_model(init)                                  # any form load_model takes: a folder, a file
+    first, info = load_model(init)                               # any form load_model takes: a folder, a file
     cfg = ViTConfig(**dict(first.cfg.to_dict(), decoder_dim=decoder_dim))
     torch.manual_seed(seed); model = VideoMAE(cfg, normalize_target=False)
     sd = {k: v.float() for k, v in first.state_dict().items()}
@@ -37,7 +37,7 @@ def build(init:str, decoder_dim:int, seed:int) -> tuple[VideoMAE, ViTConfig]:
     if not same: sd = {k: v for k, v in sd.items() if k.startswith('encoder.')}
     missing, unexpected = model.load_state_dict(sd, strict=same)
     assert not unexpected and all(not k.startswith('encoder.') for k in missing), (missing, unexpected)
-    return model, cfg
+    return model, cfg, info
 
 
 def optimizer(model:VideoMAE, encoder_lr:float, lr:float) -> torch.optim.AdamW:
@@ -65,14 +65,16 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads); set_cpu_matmul('auto')
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    model, cfg = build(a.init, a.decoder_dim, a.seed)
+    model, cfg, first = build(a.init, a.decoder_dim, a.seed)
+    clip = SimpleNamespace(frames=first['frames'], stride=first['stride'], size=first['size'])   # the first stage's
     opt = optimizer(model, a.encoder_lr, a.lr)
-    data = stage1.Clips(video_paths(a.data), 16, 4, 64, a.real_weight, a.seed)
-    held = {p.stem: picture_clip([p], 16, 4, 64) for p in stage1.HELD_OUT}
+    data = stage1.Clips(video_paths(a.data), clip.frames, clip.stride, clip.size, a.real_weight, a.seed)
+    held = {p.stem: picture_clip([p], clip.frames, clip.stride, clip.size) for p in stage1.HELD_OUT}
     masks, gen = MaskSpec(0.9, 'tube', 0.0), torch.Generator().manual_seed(a.seed)
     log = csv.writer(open(out / 'metrics.csv', 'w', newline='')); log.writerow(['step', 'loss', 'lr', 'sec'])
     evals = open(out / 'evals.jsonl', 'w')
     steps = a.steps or int(a.minutes * 60 / 0.25)
+    (out / 'args.json').write_text(json.dumps(dict(vars(a), steps=steps), indent=1))
     step, start, ema = 0, time.time(), None
     while step < steps:
         if step == 50: t50 = time.time()
@@ -93,11 +95,8 @@ def main():
             model.eval(); q = reconstruction_quality(model, held); model.train()
             row = dict(step=step, minutes=round((time.time() - start) / 60, 1), loss_ema=ema, x_mean=q.vs('mean'),
                        x_gauss=q.vs('gauss'), per_clip={n: q.vs('gauss', n) for n in q.clips})
-            evals.write(json.dumps(row) + '\n'); evals.flush(); print(json.dumps(row), flush=True)
-            meta = dict(step=step, frames=16, stride=4, size=64, target='pixel', preset='tiny')
-            sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-            save_file(sd, str(out / 'model.safetensors'),
-                      metadata={'config': json.dumps(cfg.to_dict()), 'info': json.dumps(meta)})
+            evals.write(json.dumps(row) + '\n'); evals.flush(); stage1.save(model, cfg, clip, out, step, q)
+            print(json.dumps(row), flush=True)
     (out / 'args.json').write_text(json.dumps(dict(vars(a), steps=steps), indent=1))
     print(f"done: {steps} steps in {(time.time() - start) / 60:.1f} min", flush=True)
 
