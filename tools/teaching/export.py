@@ -2,8 +2,8 @@
 
     python tools/teaching/export.py runs/teaching-wide  # -> videomae_nb/assets/teaching/{model.safetensors,config.json}
 
-A run of continue.py (a second stage) records both stages: their steps, minutes and decoder widths, and the sum of
-their minutes.
+A run of continue.py (a second stage) records both stages: their steps, minutes and decoder widths, and the sums of
+their steps and minutes.
 
 The weights are stored in fp16 (half the file); the held-out quality printed here is measured on the fp16 weights
 read back through `load_model('teaching')`, the way every user loads them, next to the fp32 run's own numbers.
@@ -20,8 +20,12 @@ from videomae_nb.viz import TEACHING, load_model, read_clip, reconstruction_qual
 
 
 def main(run:Path):
-    with safe_open(str(run/'model.safetensors'), 'pt') as f: meta = f.metadata()
-    cfg, info = ViTConfig(**json.loads(meta['config'])), json.loads(meta['info'])
+    if (run/'config.json').is_file():                          # train.py's save: our folder
+        rec = json.loads((run/'config.json').read_text())['videomae_nb']
+        cfg, info = ViTConfig(**rec['config']), rec['trained']
+    else:                                                      # runs saved before: the file's metadata
+        with safe_open(str(run/'model.safetensors'), 'pt') as f: meta = f.metadata()
+        cfg, info = ViTConfig(**json.loads(meta['config'])), json.loads(meta['info'])
     args = json.loads((run/'args.json').read_text())
     model = VideoMAE(cfg, normalize_target=False)
     load_weights(model, load_file(str(run/'model.safetensors')), verbose=False)
@@ -31,7 +35,7 @@ def main(run:Path):
         init = TEACHING if args['init'] == 'teaching' else Path(args['init'])
         rec = json.loads((init/'config.json').read_text())['videomae_nb']
         first = rec['trained']
-        trained.update(minutes=first['minutes'] + minutes, stages=[
+        trained.update(step=first['step'] + info['step'], minutes=first['minutes'] + minutes, stages=[
             dict(script='train.py', steps=first['step'], minutes=first['minutes'],
                  decoder_dim=rec['config']['decoder_dim']),
             dict(script='continue.py', steps=info['step'], minutes=minutes, decoder_dim=cfg.decoder_dim)])

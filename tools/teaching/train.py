@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse, csv, json, math, time
 from pathlib import Path
 import numpy as np, torch
-from safetensors.torch import save_file
 from videomae_nb.data import (open_video, video_paths, sample_frame_indices, multiscale_crop_box, clip_transform,
                               normalize)
 from videomae_nb.encoder import get_config
@@ -23,6 +22,7 @@ from videomae_nb.videomae import VideoMAE, pixel_targets, reconstruction_loss
 from videomae_nb.patching import token_grid
 from videomae_nb.train import make_optimizer, lr_at, MaskSpec, picture_clip
 from videomae_nb.viz import reconstruction_quality
+from videomae_nb.checkpoints import save_ours
 from videomae_nb.ops import set_cpu_matmul
 
 HELD_OUT = sorted((Path(__file__).resolve().parents[2] / 'data_samples').glob('*.mp4'))
@@ -72,10 +72,8 @@ class Clips:
 
 
 def save(model, cfg, a, out:Path, step:int, quality):
-    meta = dict(step=step, frames=a.frames, stride=a.stride, size=a.size, target='pixel', preset='tiny')
-    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(sd, str(out / 'model.safetensors'),
-              metadata={'config': json.dumps(cfg.to_dict()), 'info': json.dumps(meta)})
+    "The run folder as `load_model` and `videomae-vis` read it (fp32, pixel target), and the held-out quality."
+    save_ours(model, out, trained=dict(step=step, frames=a.frames, stride=a.stride, size=a.size, preset='tiny'))
     (out / 'quality.json').write_text(json.dumps(dict(step=step, sigma=quality.sigma, clips=quality.clips), indent=1))
 
 
