@@ -95,7 +95,7 @@ def main():
             model.eval(); q = reconstruction_quality(model, held); model.train()
             row = dict(step=step, minutes=round((time.time() - start) / 60, 1), loss_ema=ema, x_mean=q.vs('mean'),
                        x_gauss=q.vs('gauss'), per_clip={n: q.vs('gauss', n) for n in q.clips})
-            evals.write(json.dumps(row) + '\n'); evals.flush(); stage1.save(model, cfg, clip, out, step, q)
+            evals.write(json.dumps(row) + '\n'); evals.flush(); stage1.save(model, clip, out, step, q)
             print(json.dumps(row), flush=True)
     (out / 'args.json').write_text(json.dumps(dict(vars(a), steps=steps), indent=1))
     print(f"done: {steps} steps in {(time.time() - start) / 60:.1f} min", flush=True)

@@ -11,24 +11,15 @@ read back through `load_model('teaching')`, the way every user loads them, next 
 import json, sys
 from pathlib import Path
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
-from videomae_nb.encoder import ViTConfig
-from videomae_nb.videomae import VideoMAE
-from videomae_nb.checkpoints import save_ours, load_weights
+from videomae_nb.checkpoints import save_ours
 from videomae_nb.viz import TEACHING, load_model, read_clip, reconstruction_quality
 
 
 def main(run:Path):
-    if (run/'config.json').is_file():                          # train.py's save: our folder
-        rec = json.loads((run/'config.json').read_text())['videomae_nb']
-        cfg, info = ViTConfig(**rec['config']), rec['trained']
-    else:                                                      # runs saved before: the file's metadata
-        with safe_open(str(run/'model.safetensors'), 'pt') as f: meta = f.metadata()
-        cfg, info = ViTConfig(**json.loads(meta['config'])), json.loads(meta['info'])
+    model, _ = load_model(run)                                 # the folder train.py's `save` writes; refuses others
+    if model.normalize_target: raise SystemExit(f"{run}: not a pixel-target run of train.py or continue.py")
+    cfg, info = model.cfg, json.loads((run/'config.json').read_text())['videomae_nb']['trained']
     args = json.loads((run/'args.json').read_text())
-    model = VideoMAE(cfg, normalize_target=False)
-    load_weights(model, load_file(str(run/'model.safetensors')), verbose=False)
     minutes = json.loads((run/'evals.jsonl').read_text().splitlines()[-1])['minutes']
     trained = dict(info, minutes=minutes, batch=args['batch'], held_out='data_samples/*.mp4')
     if args.get('init'):                                       # a second stage: the first one's record comes first

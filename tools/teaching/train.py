@@ -71,7 +71,7 @@ class Clips:
         return torch.stack(out)
 
 
-def save(model, cfg, a, out:Path, step:int, quality):
+def save(model, a, out:Path, step:int, quality):
     "The run folder as `load_model` and `videomae-vis` read it (fp32, pixel target), and the held-out quality."
     save_ours(model, out, trained=dict(step=step, frames=a.frames, stride=a.stride, size=a.size, preset='tiny'))
     (out / 'quality.json').write_text(json.dumps(dict(step=step, sigma=quality.sigma, clips=quality.clips), indent=1))
@@ -115,7 +115,7 @@ def main():
             model.eval(); q = reconstruction_quality(model, held); model.train()
             row = dict(step=step + 1, minutes=round((time.time() - start) / 60, 1), loss_ema=ema, x_mean=q.vs('mean'),
                        x_gauss=q.vs('gauss'), per_clip={n: q.vs('gauss', n) for n in q.clips})
-            evals.write(json.dumps(row) + '\n'); evals.flush(); save(model, cfg, a, out, step + 1, q)
+            evals.write(json.dumps(row) + '\n'); evals.flush(); save(model, a, out, step + 1, q)
             print(json.dumps(row), flush=True)
     print(f"done: {steps} steps in {(time.time() - start) / 60:.1f} min", flush=True)
 
