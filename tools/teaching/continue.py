@@ -19,7 +19,7 @@ from videomae_nb.encoder import ViTConfig
 from videomae_nb.videomae import VideoMAE, pixel_targets, reconstruction_loss
 from videomae_nb.patching import token_grid
 from videomae_nb.train import param_groups, lr_at, MaskSpec, picture_clip
-from videomae_nb.viz import reconstruction_quality, load_model
+from videomae_nb.viz import load_model
 from videomae_nb.data import video_paths
 from videomae_nb.ops import set_cpu_matmul
 
@@ -92,11 +92,7 @@ def main():
         lr = opt.param_groups[-1]['lr']
         log.writerow([step, f'{loss.item():.6f}', f'{lr:.4g}', f'{time.perf_counter() - ts:.3f}'])
         if step % a.eval_every == 0 or step == steps:
-            model.eval(); q = reconstruction_quality(model, held); model.train()
-            row = dict(step=step, minutes=round((time.time() - start) / 60, 1), loss_ema=ema, x_mean=q.vs('mean'),
-                       x_gauss=q.vs('gauss'), per_clip={n: q.vs('gauss', n) for n in q.clips})
-            evals.write(json.dumps(row) + '\n'); evals.flush(); stage1.save(model, clip, out, step, q)
-            print(json.dumps(row), flush=True)
+            stage1.checkpoint(model, held, clip, out, step, (time.time() - start) / 60, ema, evals)
     (out / 'args.json').write_text(json.dumps(dict(vars(a), steps=steps), indent=1))
     print(f"done: {steps} steps in {(time.time() - start) / 60:.1f} min", flush=True)
 

@@ -77,6 +77,15 @@ def save(model, a, out:Path, step:int, quality):
     (out / 'quality.json').write_text(json.dumps(dict(step=step, sigma=quality.sigma, clips=quality.clips), indent=1))
 
 
+def checkpoint(model, held:dict, a, out:Path, step:int, minutes:float, loss_ema:float, evals):
+    "Measure the held-out clips, log a row to `evals` (and stdout), save the run folder."
+    model.eval(); q = reconstruction_quality(model, held); model.train()
+    row = dict(step=step, minutes=round(minutes, 1), loss_ema=loss_ema, x_mean=q.vs('mean'), x_gauss=q.vs('gauss'),
+               per_clip={n: q.vs('gauss', n) for n in q.clips})
+    evals.write(json.dumps(row) + '\n'); evals.flush(); save(model, a, out, step, q)
+    print(json.dumps(row), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data', required=True); ap.add_argument('--out', required=True)
@@ -112,11 +121,7 @@ def main():
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         log.writerow([step + 1, f'{loss.item():.6f}', f'{lr:.4g}', f'{time.perf_counter() - ts:.3f}'])
         if (step + 1) % a.eval_every == 0 or step + 1 == steps:
-            model.eval(); q = reconstruction_quality(model, held); model.train()
-            row = dict(step=step + 1, minutes=round((time.time() - start) / 60, 1), loss_ema=ema, x_mean=q.vs('mean'),
-                       x_gauss=q.vs('gauss'), per_clip={n: q.vs('gauss', n) for n in q.clips})
-            evals.write(json.dumps(row) + '\n'); evals.flush(); save(model, a, out, step + 1, q)
-            print(json.dumps(row), flush=True)
+            checkpoint(model, held, a, out, step + 1, (time.time() - start) / 60, ema, evals)
     print(f"done: {steps} steps in {(time.time() - start) / 60:.1f} min", flush=True)
 
 
