@@ -388,6 +388,24 @@ def test_a_stopped_process_ends_the_job_naming_it(tmp_path):
     assert took < 15 + 10 + 15, took                  # the wait, the watchdog's beat, torchrun ending the job
 
 
+WATCHDOG_EXIT = """import sys, time, torch.distributed as dist
+from videomae_nb.runs import watchdog
+dist.init_process_group('gloo')
+watchdog(600., 'test', interval=float(sys.argv[1]))       # beats in the job's store every `interval` seconds
+time.sleep(0.3); dist.barrier(); dist.destroy_process_group()
+print('exiting', flush=True)
+"""
+
+def test_the_watchdog_never_aborts_a_process_that_ends(tmp_path):
+    "A process that ends while its watchdog thread is in a store call exits 0 (it aborted with 'terminate called')."
+    (script := tmp_path/'watchdog_exit.py').write_text(WATCHDOG_EXIT)
+    for attempt in range(4):                              # a beat every 0.5 ms: in a store call at exit, most times
+        r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                            str(script), '0.0005'], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.count('exiting') == 2, (attempt, r.stderr[-2000:])
+        assert 'terminate called' not in r.stderr, (attempt, r.stderr[-2000:])
+
+
 def test_check_data_takes_the_folder_train_takes_and_a_read_only_dataset(tmp_path):
     "Point 11: a flat folder of videos is checked without labels (train --data accepts it); a dataset it cannot"
     "write the lists into is refused in one line that names --lists_out; with --lists_out it works, nothing written."

@@ -226,10 +226,11 @@ def _end_job(store, r:int, world:int, timeout:float, prog:str):
 # %% ../nbs/00c_runs.ipynb #a4788bf0
 def watchdog(timeout:float, prog:str='videomae', interval:float|None=None) -> threading.Thread|None:
     "Beat in the job's store; when another process misses `timeout` seconds of beats, name it and end the job."
-    import torch.distributed as dist
+    import atexit, torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2: return None
     if 'MASTER_ADDR' not in os.environ or 'MASTER_PORT' not in os.environ: return None
     rank, world, interval = dist.get_rank(), dist.get_world_size(), interval or min(timeout / 4, 30.)
+    done = threading.Event()
     def run():
         try:
             store = dist.PrefixStore('videomae-watchdog/', dist.TCPStore(
@@ -238,7 +239,7 @@ def watchdog(timeout:float, prog:str='videomae', interval:float|None=None) -> th
             store.set(f'where{rank}', f'{socket.gethostname()} {os.getpid()}')    # to stop it, if it stops
         except Exception: return                                    # no store to share: the collectives' timeout
         seen, beat = {}, 0
-        while True:
+        while not done.is_set():
             try:
                 beat += 1; store.set(f'beat{rank}', str(beat))
                 beats = {r: store.get(f'beat{r}') if store.check([f'beat{r}']) else b'0'
@@ -246,6 +247,8 @@ def watchdog(timeout:float, prog:str='videomae', interval:float|None=None) -> th
             except Exception: return                                # the store is gone: the job is ending
             r = _silent(beats, seen, time.monotonic(), timeout)
             if r is not None: _end_job(store, r, world, timeout, prog)
-            time.sleep(interval)
+            done.wait(interval)
     t = threading.Thread(target=run, daemon=True, name='videomae-watchdog'); t.start()
+    atexit.register(lambda: (done.set(), t.join(10)))       # out of its store call before Python stops the thread
     return t
+
