@@ -11,6 +11,12 @@ HELD_OUT = sorted((ROOT/'data_samples').glob('*.mp4'))
 HELD_OUT_SOURCES = ('g1.avi', 'g2.avi', 'motion.mov', 'cockatoo.mp4', 'Shepard_Calais_1906', 'cityCC0')
 
 
+def _tool(name:str):
+    spec = importlib.util.spec_from_file_location(name, ROOT/'tools'/'teaching'/f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
 def test_files_are_there_and_small():
     for f in ('model.safetensors', 'config.json', 'README.md', 'LICENSES.md'): assert (TEACHING/f).is_file(), f
     assert (TEACHING/'model.safetensors').stat().st_size <= 20 * 2**20
@@ -25,8 +31,7 @@ def test_loads_as_it_was_trained():
 
 
 def test_training_data_leaves_the_held_out_clips_out():
-    spec = importlib.util.spec_from_file_location('make_data', ROOT/'tools'/'teaching'/'make_data.py')
-    make_data = importlib.util.module_from_spec(spec); spec.loader.exec_module(make_data)
+    make_data = _tool('make_data')
     sources = list(make_data.REAL.values()) + list(make_data.PHOTOS.values())
     assert not [s for s in sources for h in HELD_OUT_SOURCES if h in s]
     licences = (TEACHING/'LICENSES.md').read_text()
@@ -51,6 +56,23 @@ def test_model_card_numbers_are_measured():
     for name, c in q.clips.items():
         assert card[name] == pytest.approx((c['model'], c['mean'], c['gauss']), rel=0.02, abs=2e-5), name
     assert card['average'] == pytest.approx((q.average('model'), q.average('mean'), q.average('gauss')), rel=0.02)
+
+
+def test_model_card_extra_checks_are_measured():
+    "The card's fifteen-window row and ring split are what tools/teaching/evaluate.py measures."
+    card, ev = (TEACHING/'README.md').read_text(), _tool('evaluate')
+    model, info = load_model('teaching')
+    m = re.search(r'\| 15 windows [^|]*\| ([\d.]+)× \| \*\*([\d.]+)×\*\* \(first windows ([\d.]+)×, centred ([\d.]+)×, '
+                  r'last ([\d.]+)×\) \|', card)
+    assert m, 'the 15-window row of the card'
+    w = ev.by_window(model, info)
+    assert [w[k] for k in ('mean', 'gauss', 'first', 'centre', 'last')] == pytest.approx(
+        [float(x) for x in m.groups()], abs=0.003)
+    rest, ring = (re.search(p, ' '.join(card.split())) for p in (r'On the rest the model is \*\*([\d.]+)× the Gaussian',
+                                                                  r'on the ring it is ([\d.]+)× the Gaussian'))
+    assert rest and ring, 'the ring split of the card'
+    r = ev.ring_split(model, ev.held_out(info))
+    assert (r['rest'], r['ring']) == pytest.approx((float(rest.group(1)), float(ring.group(1))), abs=0.01)
 
 
 def test_vis_draws_it(tmp_path):
