@@ -134,3 +134,34 @@ def test_fsdp_mvd_pretraining(tmp_path):
     assert {k: v.shape for k, v in sd.items()} == {k: v.shape for k, v in ref.items()}
     assert all(s['exp_avg'].shape == s['exp_avg_sq'].shape for s in st['optimizer']['state'].values())
     assert (tmp_path/'mvd'/'features.png').stat().st_size > 0
+
+# --- the end of a process of several -------------------------------------------------------------------------------
+
+LEAVE = """import atexit, os
+from videomae_nb.cli import run_cli
+class Teardown:
+    def __del__(self): os.write(1, b'torn down\\n')
+keep = Teardown()                                      # deleted in Python's final teardown, if there is one
+atexit.register(lambda: print('exit handlers ran'))
+def main(status:int=0, refuse:bool=False, message:str=''):
+    print('working', end='')                           # not flushed: must still come out
+    if refuse: raise ValueError('--refuse was given')
+    if message: raise SystemExit(message)
+    if status: raise SystemExit(status)
+run_cli(main, 'leave')
+"""
+
+@pytest.mark.parametrize('args, rc, out, err', [
+    ([], 0, 'workingexit handlers ran\n', ''),
+    (['--refuse'], 2, 'workingexit handlers ran\n', 'leave: error: --refuse was given\n'),
+    (['--status', '143'], 143, 'workingexit handlers ran\n', ''),
+    (['--message', 'stopped'], 1, 'workingexit handlers ran\n', 'stopped\n')])
+def test_a_process_of_several_ends_as_python_would_without_the_teardown(tmp_path, args, rc, out, err):
+    "The exit status, the exit handlers, the output, and no teardown (where gloo's threads abort the process)."
+    (script := tmp_path/'leave.py').write_text(LEAVE)
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'WORLD_SIZE': '2'}
+    r = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (rc, out, err)
+    alone = subprocess.run([sys.executable, str(script), *args], env={**env, 'WORLD_SIZE': '1'}, capture_output=True,
+                           text=True, timeout=120)
+    assert (alone.returncode, alone.stdout, alone.stderr) == (rc, out + 'torn down\n', err)   # one process: as before

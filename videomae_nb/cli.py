@@ -9,8 +9,8 @@ from pathlib import Path
 from fastcore.script import call_parse, anno_parser
 
 # %% auto #0
-__all__ = ['REFUSALS', 'one_line', 'run_cli', 'script', 'one_of', 'check_choice', 'check_counts', 'field_comments',
-           'config_parser']
+__all__ = ['REFUSALS', 'one_line', 'one_of_several', 'leave_after', 'run_cli', 'script', 'one_of', 'check_choice', 'check_counts',
+           'field_comments', 'config_parser']
 
 # %% ../nbs/00b_cli.ipynb #bc5741da
 # what a command refuses, in the library's words
@@ -20,6 +20,24 @@ def one_line(e:BaseException) -> str:
     "The message of an exception on one line: its `summary` if it has one (a load report has), else its text."
     msg = getattr(e, 'summary', None) or (e.args[0] if isinstance(e, KeyError) and e.args else str(e))
     return ' '.join(str(msg).split()) or type(e).__name__
+
+# %% ../nbs/00b_cli.ipynb #ef22ff56
+def one_of_several() -> bool:
+    "Whether this process is one of several of a job: torchrun and `accelerate launch` set WORLD_SIZE."
+    return int(os.environ.get('WORLD_SIZE') or 1) > 1
+
+def leave_after(run):
+    "Run `run()`, then end the process as Python would (status, exit handlers, output), without the teardown."
+    import atexit, traceback
+    try: run(); status = 0
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if status == 1 and e.code != 1: print(e.code, file=sys.stderr)          # SystemExit('message')
+    except BaseException as e:
+        traceback.print_exc(); status = 130 if isinstance(e, KeyboardInterrupt) else 1
+    atexit._run_exitfuncs()                     # the interpreter is whole: exit handlers, loader workers, logging
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(status)
 
 # %% ../nbs/00b_cli.ipynb #a6f3fe0d
 def run_cli(main, prog:str|None=None, parser:argparse.ArgumentParser|None=None):
@@ -31,6 +49,11 @@ def run_cli(main, prog:str|None=None, parser:argparse.ArgumentParser|None=None):
     parser.error = lambda msg: _refuse(prog, f"{msg} (--help lists every flag)")  # argparse's: one line too, no usage
     args = vars(parser.parse_args([a for a in argv if a != '--debug']))
     args.pop('pdb', None); args.pop('xtra', None)           # call_parse's own flags
+    if one_of_several(): leave_after(lambda: _call(main, args, prog, debug))   # one process of several: above
+    return _call(main, args, prog, debug)
+
+def _call(main, args:dict, prog:str, debug:bool):
+    "`main(**args)`, a refusal turned into its one line and exit status."
     try: return main(**args)
     except Exception as e:
         if debug: raise
